@@ -1,0 +1,1 @@
+"""The toy world: a synthetic scene renderer, the `toy` base model, and measures of what it draws."""
