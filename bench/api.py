@@ -1,0 +1,182 @@
+"""Load benchmark of the control plane: listing and token routes against a bare route of the same server.
+
+Starts `ember serve` (uvicorn) in a subprocess on a temporary data directory seeded with one organization,
+one client and some custom models, then drives each target for a fixed time with a fixed number of
+concurrent connections on loopback, and prints throughput, p50 and p99 and their ratios to the bare route.
+
+    .venv/bin/python bench/api.py [--seconds 10] [--concurrency 16] [--models 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+
+from ember.config import Settings
+from ember.identity import ClientCredentials, create_client
+from ember.store.database import migrate, open_engine, session_factory, transaction
+from ember.store.tables import CustomModel, Organization, PublishedState, TrainingMode, TrainingState
+
+SCOPE = "openid,AdobeID,firefly_api,ff_apis"
+
+
+@dataclass
+class Result:
+    name: str
+    latencies: list[float]
+    errors: int
+    seconds: float
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
+
+
+def seed(data_dir: Path, models: int) -> ClientCredentials:
+    settings = Settings(data_dir=data_dir)
+    engine = open_engine(settings.database_url)
+    migrate(engine)
+    with transaction(session_factory(engine)) as session:
+        credentials = create_client(session, "bench")
+        org_id = session.scalar(select(Organization.id).where(Organization.name == "bench"))
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        for index in range(models):
+            session.add(
+                CustomModel(
+                    org_id=org_id,
+                    display_name=f"Model {index:03d}",
+                    training_mode=TrainingMode.subject if index % 2 else TrainingMode.style,
+                    concept_id="zorb" if index % 2 else "",
+                    base_model_name="tiny",
+                    sample_prompt="a zorb on a beach",
+                    published_state=PublishedState.published,
+                    training_state=TrainingState.ready,
+                    current_version=1,
+                    size=3_000_000,
+                    created_at=start + timedelta(minutes=index),
+                    modified_at=start + timedelta(minutes=index),
+                )
+            )
+    engine.dispose()
+    return credentials
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "EMBER_RAY_ADDRESS": "disabled",
+        "EMBER_RATE_LIMIT_PER_MINUTE": "0",
+        "EMBER_RATE_LIMIT_PER_DAY": "0",
+    }
+    ember = Path(sys.executable).parent / "ember"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(ember), "serve", "--port", str(port), "--data-dir", str(data_dir)], env=env, stdout=out, stderr=out
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.terminate()
+    raise SystemExit(f"server did not start; see {log}")
+
+
+async def drive(name: str, client: httpx.AsyncClient, request: httpx.Request, seconds: float, workers: int) -> Result:
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            response = await client.send(request)
+            elapsed = time.perf_counter() - started
+            if response.status_code == 200:
+                latencies.append(elapsed)
+            else:
+                errors += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return Result(name, latencies, errors, time.perf_counter() - began)
+
+
+async def run(base: str, credentials: ClientCredentials, seconds: float, workers: int) -> list[Result]:
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        token_form = {
+            "grant_type": "client_credentials",
+            "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret,
+            "scope": SCOPE,
+        }
+        token = (await client.post("/ims/token/v3", data=token_form)).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}", "x-api-key": credentials.client_id}
+        targets = [
+            ("GET /healthz (bare)", client.build_request("GET", "/healthz")),
+            (
+                "GET /v3/custom-models",
+                client.build_request("GET", "/v3/custom-models?start=0&limit=10&sortBy=-modifiedDate", headers=auth),
+            ),
+            ("POST /ims/token/v3", client.build_request("POST", "/ims/token/v3", data=token_form)),
+        ]
+        for _name, request in targets[:2]:
+            await client.send(request)  # warm-up: connections, caches
+        return [await drive(name, client, request, seconds, workers) for name, request in targets]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--models", type=int, default=40)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ember-bench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        credentials = seed(data_dir, args.models)
+        port = free_port()
+        server = start_server(data_dir, port, Path(tmp) / "server.log")
+        try:
+            results = asyncio.run(run(f"http://127.0.0.1:{port}", credentials, args.seconds, args.concurrency))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    bare = results[0]
+    print(f"{args.concurrency} connections, {args.seconds:g} s per target, {args.models} models, loopback")
+    print(f"{'target':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p50/bare':>10}{'p99/bare':>10}{'errors':>8}")
+    for result in results:
+        p50, p99 = result.percentile(0.5), result.percentile(0.99)
+        print(
+            f"{result.name:<24}{result.throughput:>9.0f}{p50:>9.1f}{p99:>9.1f}"
+            f"{p50 / bare.percentile(0.5):>10.2f}{p99 / bare.percentile(0.99):>10.2f}{result.errors:>8}"
+        )
+
+
+if __name__ == "__main__":
+    main()

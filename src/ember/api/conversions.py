@@ -1,0 +1,54 @@
+"""The one place where stored rows become wire objects (and wire ids become stored keys)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC
+
+from ember.api.schemas import BaseModelRef, CustomModelItem
+from ember.store.tables import CustomModel
+
+_ASSET_ID = re.compile(r"^urn:aaid:sc:[A-Za-z0-9]+:([0-9a-fA-F-]{36})$")
+
+
+class InvalidAssetId(ValueError):
+    """Not of the form urn:aaid:sc:<region>:<uuid>."""
+
+
+def asset_id(model_id: uuid.UUID, region: str) -> str:
+    return f"urn:aaid:sc:{region}:{model_id}"
+
+
+def model_id_from_asset_id(value: str) -> uuid.UUID:
+    """The stored id inside an asset id; any region is accepted, so ids survive a region change."""
+    match = _ASSET_ID.match(value)
+    if match is None:
+        raise InvalidAssetId(value)
+    try:
+        return uuid.UUID(match.group(1))
+    except ValueError as error:
+        raise InvalidAssetId(value) from error
+
+
+def custom_model_item(model: CustomModel, region: str) -> CustomModelItem:
+    wire_id = asset_id(model.id, region)
+    return CustomModelItem.model_validate(
+        {
+            "assetId": wire_id,
+            "repo:assetId": wire_id,
+            "assetName": f"{model.display_name}.ffcustommodel",
+            "displayName": model.display_name,
+            "version": str(model.current_version),
+            "size": model.size,
+            "etag": f'"{model.etag}"',
+            "trainingMode": model.training_mode.value,
+            "conceptId": model.concept_id if model.training_mode.value == "subject" else "",
+            "createdDate": model.created_at.astimezone(UTC),
+            "modifiedDate": model.modified_at.astimezone(UTC),
+            "publishedState": model.published_state.value,
+            "trainingState": model.training_state.value,
+            "baseModel": BaseModelRef(name=model.base_model_name, version=model.base_model_version),
+            "samplePrompt": model.sample_prompt,
+        }
+    )

@@ -1,0 +1,136 @@
+"""Firefly-style error bodies for every failure: raised API errors, validation, routing and crashes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+ERROR_CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "access_error",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout_error",
+    409: "conflict",
+    413: "request_too_large",
+    415: "invalid_content_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "runtime_error",
+    503: "service_unavailable",
+}
+MESSAGES_BY_STATUS = {
+    404: "The requested resource was not found.",
+    405: "The method is not allowed for this resource.",
+    413: "The request body is too large.",
+}
+
+
+class ApiError(Exception):
+    """An error answered as `{"error_code", "message"}` with its status and headers."""
+
+    def __init__(
+        self,
+        status_code: int,
+        error_code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        validation_errors: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_code = error_code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.validation_errors = list(validation_errors or [])
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"error_code": self.error_code, "message": self.message}
+        if self.validation_errors:
+            body["validation_errors"] = self.validation_errors
+        return JSONResponse(body, status_code=self.status_code, headers=self.headers)
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while a request body streams in past the configured limit (an HTTPException so that
+    FastAPI's body parsing passes it through unchanged)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than {limit} bytes.")
+
+
+def validation_error(loc: Sequence[str | int], msg: str, type_: str, ctx: Mapping[str, Any] | None = None) -> ApiError:
+    """A 422 for one bad field, shaped like the framework's own validation errors."""
+    entry: dict[str, Any] = {"loc": list(loc), "msg": msg, "type": type_}
+    if ctx:
+        entry["ctx"] = dict(ctx)
+    return ApiError(422, "validation_error", "Request validation failed.", validation_errors=[entry])
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return str(value)
+
+
+def wire_validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Framework validation errors as `{"loc", "msg", "type", "ctx"?}` (no echo of the input)."""
+    shaped: list[dict[str, Any]] = []
+    for error in errors:
+        entry: dict[str, Any] = {
+            "loc": [_plain(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
+        ctx = error.get("ctx")
+        if ctx:
+            entry["ctx"] = {str(key): _plain(value) for key, value in ctx.items()}
+        shaped.append(entry)
+    return shaped
+
+
+async def _on_api_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    return error.response()
+
+
+async def _on_validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    errors = list(error.errors())
+    if any(item.get("type") == "json_invalid" for item in errors):
+        return ApiError(400, "bad_request", "The request body is not valid JSON.").response()
+    if any(tuple(item.get("loc", ())) == ("body",) and item.get("type") == "missing" for item in errors):
+        return ApiError(400, "empty_input_body", "The request body is empty.").response()
+    return ApiError(
+        422, "validation_error", "Request validation failed.", validation_errors=wire_validation_errors(errors)
+    ).response()
+
+
+async def _on_http_exception(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    status = error.status_code
+    code = ERROR_CODES_BY_STATUS.get(status, "bad_request" if status < 500 else "runtime_error")
+    default_message = MESSAGES_BY_STATUS.get(status, "The request failed.")
+    message = error.detail if isinstance(error.detail, str) and error.detail else default_message
+    if status in MESSAGES_BY_STATUS and message in {"Not Found", "Method Not Allowed"}:
+        message = MESSAGES_BY_STATUS[status]
+    return ApiError(status, code, message, headers=error.headers).response()
+
+
+def internal_error() -> ApiError:
+    """What a client sees of an unexpected exception: no detail (the log has it, under the request id)."""
+    return ApiError(500, "runtime_error", "An internal error occurred.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)

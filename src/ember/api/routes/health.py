@@ -1,0 +1,68 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from ember.api.deps import RuntimeDep
+from ember.api.runtime import Runtime
+from ember.blobs import BlobStoreError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _check_database(runtime: Runtime) -> str | None:
+    try:
+        with runtime.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as error:  # any driver error means "unreachable"
+        return f"{type(error).__name__}: {error}".splitlines()[0]
+    return None
+
+
+def _check_blobs(runtime: Runtime) -> str | None:
+    try:
+        runtime.blobs.check()
+    except (BlobStoreError, OSError) as error:
+        return str(error)
+    return None
+
+
+def readiness(runtime: Runtime) -> dict[str, str]:
+    """Each dependency mapped to "ok", "disabled" or what is wrong with it."""
+    ray = runtime.ray.status()
+    return {
+        "database": _check_database(runtime) or "ok",
+        "blob_store": _check_blobs(runtime) or "ok",
+        "ray": ("ok" if ray.state == "connected" else ray.state.value)
+        if ray.ready
+        else f"{ray.state.value}{': ' + ray.detail if ray.detail else ''}",
+    }
+
+
+@router.get("/readyz", summary="The database, the blob store and Ray are reachable")
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    checks = await run_in_threadpool(readiness, runtime)
+    failing = [name for name, state in checks.items() if state not in ("ok", "disabled")]
+    if not failing:
+        return JSONResponse({"status": "ready", "checks": checks})
+    message = "Not ready: " + "; ".join(f"{name} ({checks[name]})" for name in failing)
+    return JSONResponse(
+        {"error_code": "service_unavailable", "message": message, "status": "unavailable", "checks": checks},
+        status_code=503,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(runtime: RuntimeDep) -> Response:
+    body = await run_in_threadpool(runtime.metrics.render)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

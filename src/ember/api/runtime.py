@@ -1,0 +1,56 @@
+"""What one running app holds: settings, database, blob store, Ray link, signing key, limiter, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ember.api.metrics import Metrics
+from ember.api.rate_limit import RateLimiter
+from ember.blobs import BlobStore, open_blob_store
+from ember.cluster import RayConnection
+from ember.config import Settings
+from ember.identity import token_secret
+from ember.jobs.dispatch import Dispatcher
+from ember.store.database import open_engine, session_factory
+from ember.store.tables import Job
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    ray: RayConnection
+    token_key: bytes
+    rate_limiter: RateLimiter
+    metrics: Metrics
+    dispatcher: Dispatcher
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Callable[[], float] | None = None) -> Runtime:
+        engine = open_engine(settings.database_url)
+        sessions = session_factory(engine)
+
+        def count_jobs() -> dict[tuple[str, str], int]:
+            with sessions() as session:
+                rows = session.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))
+                return {(str(kind), str(state)): int(count) for kind, state, count in rows}
+
+        limiter_args = {"clock": clock} if clock is not None else {}
+        ray = RayConnection(settings.ray_address, settings.ray_num_cpus)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            blobs=open_blob_store(settings.blob_url),
+            ray=ray,
+            token_key=token_secret(settings),
+            rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_per_day, **limiter_args),
+            metrics=Metrics(count_jobs),
+            dispatcher=Dispatcher(settings, sessions, ray),
+        )

@@ -1,0 +1,92 @@
+"""The server's link to Ray: a local Ray started in the background, a cluster joined, or none at all."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+
+log = logging.getLogger("ember.cluster")
+
+
+class RayState(StrEnum):
+    disabled = "disabled"
+    starting = "starting"
+    connected = "connected"
+    failed = "failed"
+
+
+@dataclass(frozen=True)
+class RayStatus:
+    state: RayState
+    detail: str
+
+    @property
+    def ready(self) -> bool:
+        return self.state in (RayState.connected, RayState.disabled)
+
+
+class RayConnection:
+    """Connects in a thread so the API answers at once; `status()` says how far it got.
+
+    `address` "" starts a local Ray owned by this process, "disabled" skips Ray, anything else is joined."""
+
+    def __init__(self, address: str, num_cpus: int | None = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self._state = RayState.disabled if address == "disabled" else RayState.starting
+        self._detail = ""
+        self._thread: threading.Thread | None = None
+        self._connected_event = threading.Event()
+        self._stop_requested = threading.Event()
+
+    def start(self) -> None:
+        if self._state is RayState.disabled or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._connect, name="ember-ray", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float) -> RayStatus:
+        """Block until connected or failed (for callers that need Ray, such as tests and job dispatch)."""
+        self._connected_event.wait(timeout)
+        return self.status()
+
+    def status(self) -> RayStatus:
+        if self._state is RayState.connected:
+            import ray
+
+            if not ray.is_initialized():
+                return RayStatus(RayState.failed, "Ray is no longer initialized")
+        return RayStatus(self._state, self._detail)
+
+    def stop(self) -> None:
+        """Disconnect (shutting a local Ray down); returns when done or after a minute."""
+        self._stop_requested.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _connect(self) -> None:
+        # This thread owns the Ray session until stop(): Ray must be shut down by the thread that
+        # initialized it, or its core worker hangs for a minute and then aborts the process.
+        try:
+            import ray
+
+            if self.address:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+        except Exception as error:  # Ray raises many kinds; any of them means "not reachable".
+            self._state = RayState.failed
+            self._detail = f"{type(error).__name__}: {error}"
+            log.error("could not connect to Ray: %s", self._detail)
+            self._connected_event.set()
+            return
+        self._state = RayState.connected
+        self._detail = "local" if not self.address else self.address
+        log.info("connected to Ray (%s)", self._detail)
+        self._connected_event.set()
+        self._stop_requested.wait()
+        ray.shutdown()
+        self._state = RayState.starting
+        self._detail = "stopped"

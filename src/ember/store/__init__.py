@@ -1,0 +1,1 @@
+"""Ember's database: tables, connection and migrations."""
