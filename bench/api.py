@@ -1,10 +1,16 @@
 """Load benchmark of the control plane: listing and token routes against a bare route of the same server.
 
 Starts `ember serve` (uvicorn) in a subprocess on a temporary data directory seeded with one organization,
-one client and some custom models, then drives each target for a fixed time with a fixed number of
-concurrent connections on loopback, and prints throughput, p50 and p99 and their ratios to the bare route.
+one client and some custom models, then drives each target on loopback in two phases:
 
-    .venv/bin/python bench/api.py [--seconds 10] [--concurrency 16] [--models 40]
+- saturation: the connections send back to back for a fixed time; this gives the most requests per second
+  the server sustains (its latency is mostly time spent queueing behind the other connections);
+- fixed rate: the same connections send at a fixed total rate (open loop); latency is measured from each
+  request's scheduled send time, so a server that falls behind is charged for the wait.
+
+It prints throughput, p50 and p99 of each and their ratios to the bare route measured the same way.
+
+    .venv/bin/python bench/api.py [--seconds 10] [--concurrency 16] [--rate 200] [--models 40]
 """
 
 from __future__ import annotations
@@ -106,28 +112,42 @@ def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes
     raise SystemExit(f"server did not start; see {log}")
 
 
-async def drive(name: str, client: httpx.AsyncClient, request: httpx.Request, seconds: float, workers: int) -> Result:
+async def drive(
+    name: str, client: httpx.AsyncClient, request: httpx.Request, seconds: float, workers: int, rate: float | None
+) -> Result:
+    """Send `request` from `workers` connections for `seconds`: back to back, or at `rate` requests/s in all."""
     latencies: list[float] = []
     errors = 0
-    stop_at = time.perf_counter() + seconds
+    began = time.perf_counter()
+    stop_at = began + seconds
+    interval = workers / rate if rate else 0.0
 
-    async def worker() -> None:
+    async def worker(index: int) -> None:
         nonlocal errors
-        while time.perf_counter() < stop_at:
-            started = time.perf_counter()
+        scheduled = began + index * interval / workers
+        while scheduled < stop_at and time.perf_counter() < stop_at:
+            now = time.perf_counter()
+            if rate:
+                if scheduled > now:
+                    await asyncio.sleep(scheduled - now)
+                started = scheduled  # open loop: waiting for a late server counts as latency
+            else:
+                started = now
             response = await client.send(request)
             elapsed = time.perf_counter() - started
             if response.status_code == 200:
                 latencies.append(elapsed)
             else:
                 errors += 1
+            scheduled = scheduled + interval if rate else time.perf_counter()
 
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(workers)))
+    await asyncio.gather(*(worker(i) for i in range(workers)))
     return Result(name, latencies, errors, time.perf_counter() - began)
 
 
-async def run(base: str, credentials: ClientCredentials, seconds: float, workers: int) -> list[Result]:
+async def run(
+    base: str, credentials: ClientCredentials, seconds: float, workers: int, rate: float | None
+) -> list[Result]:
     limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
         token_form = {
@@ -148,13 +168,14 @@ async def run(base: str, credentials: ClientCredentials, seconds: float, workers
         ]
         for _name, request in targets[:2]:
             await client.send(request)  # warm-up: connections, caches
-        return [await drive(name, client, request, seconds, workers) for name, request in targets]
+        return [await drive(name, client, request, seconds, workers, rate) for name, request in targets]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=200.0, help="total requests/s of the fixed-rate phase")
     parser.add_argument("--models", type=int, default=40)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ember-bench-") as tmp:
@@ -162,20 +183,29 @@ def main() -> None:
         credentials = seed(data_dir, args.models)
         port = free_port()
         server = start_server(data_dir, port, Path(tmp) / "server.log")
+        base = f"http://127.0.0.1:{port}"
         try:
-            results = asyncio.run(run(f"http://127.0.0.1:{port}", credentials, args.seconds, args.concurrency))
+            phases = [
+                ("saturation", asyncio.run(run(base, credentials, args.seconds, args.concurrency, None))),
+                (
+                    f"fixed rate {args.rate:g} req/s",
+                    asyncio.run(run(base, credentials, args.seconds, args.concurrency, args.rate)),
+                ),
+            ]
         finally:
             server.terminate()
             server.wait(timeout=30)
-    bare = results[0]
     print(f"{args.concurrency} connections, {args.seconds:g} s per target, {args.models} models, loopback")
-    print(f"{'target':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p50/bare':>10}{'p99/bare':>10}{'errors':>8}")
-    for result in results:
-        p50, p99 = result.percentile(0.5), result.percentile(0.99)
-        print(
-            f"{result.name:<24}{result.throughput:>9.0f}{p50:>9.1f}{p99:>9.1f}"
-            f"{p50 / bare.percentile(0.5):>10.2f}{p99 / bare.percentile(0.99):>10.2f}{result.errors:>8}"
-        )
+    for phase, results in phases:
+        bare = results[0]
+        print(f"\n{phase}")
+        print(f"{'target':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p50/bare':>10}{'p99/bare':>10}{'errors':>8}")
+        for result in results:
+            p50, p99 = result.percentile(0.5), result.percentile(0.99)
+            print(
+                f"{result.name:<24}{result.throughput:>9.0f}{p50:>9.1f}{p99:>9.1f}"
+                f"{p50 / bare.percentile(0.5):>10.2f}{p99 / bare.percentile(0.99):>10.2f}{result.errors:>8}"
+            )
 
 
 if __name__ == "__main__":
