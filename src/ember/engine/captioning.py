@@ -1,0 +1,318 @@
+"""Captions for training images: a built-in offline captioner, florence2 / blip when present, caption rules."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from ember.engine.types import EngineError
+
+MIN_CAPTION_WORDS = 3
+MAX_CAPTION_WORDS = 40
+CAPTIONER_HUB_IDS = {
+    "florence2": "florence-community/Florence-2-base",
+    "blip": "Salesforce/blip-image-captioning-base",
+}
+
+
+class CaptionerUnavailable(EngineError):
+    """A named captioner whose weights are not on this machine."""
+
+
+class Captioner(Protocol):
+    name: str
+
+    def caption(self, image: Image.Image) -> str: ...
+
+
+@dataclass(frozen=True)
+class CaptionIssue:
+    """One broken caption rule: a stable `code` and a message for people."""
+
+    code: str
+    message: str
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\S+", text)
+
+
+def contains_concept(caption: str, concept: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(concept.strip())}(?!\w)", caption, flags=re.IGNORECASE) is not None
+
+
+def check_caption(caption: str | None, mode: str, concept: str | None = None) -> list[CaptionIssue]:
+    """SPEC §2: a caption needs 3–40 words; in subject mode it must carry the concept word."""
+    text = (caption or "").strip()
+    if not text:
+        return [CaptionIssue("caption_missing", "The image has no caption; write one of 3 to 40 words.")]
+    issues: list[CaptionIssue] = []
+    count = len(_words(text))
+    if count < MIN_CAPTION_WORDS:
+        issues.append(
+            CaptionIssue(
+                "caption_too_short",
+                f"The caption has {count} word{'s' if count != 1 else ''}; at least {MIN_CAPTION_WORDS} are needed.",
+            )
+        )
+    if count > MAX_CAPTION_WORDS:
+        issues.append(
+            CaptionIssue("caption_too_long", f"The caption has {count} words; at most {MAX_CAPTION_WORDS} are allowed.")
+        )
+    if mode == "subject" and concept and not contains_concept(text, concept):
+        issues.append(
+            CaptionIssue(
+                "caption_missing_concept", f"In subject mode every caption must contain the concept word {concept!r}."
+            )
+        )
+    return issues
+
+
+def ensure_concept(caption: str, concept: str | None) -> str:
+    """The caption with the concept word bound to it: unchanged when present, else prefixed."""
+    if not concept or contains_concept(caption, concept):
+        return caption
+    text = caption.strip()
+    if not text:
+        return f"a photo of {concept}"
+    return f"{concept}, {text}"
+
+
+def trim_caption(caption: str, max_words: int = MAX_CAPTION_WORDS) -> str:
+    words = _words(caption)
+    return caption.strip() if len(words) <= max_words else " ".join(words[:max_words])
+
+
+# Reference colours for naming; hue in degrees, chosen so every hue band has a plain English name.
+_HUE_NAMES = (
+    (15, "red"),
+    (40, "orange"),
+    (70, "yellow"),
+    (160, "green"),
+    (200, "teal"),
+    (255, "blue"),
+    (290, "purple"),
+    (335, "pink"),
+    (360, "red"),
+)
+
+
+def colour_name(rgb: np.ndarray) -> str:
+    """A plain colour word for one RGB triple (0–255)."""
+    r, g, b = (float(c) / 255.0 for c in rgb)
+    high, low = max(r, g, b), min(r, g, b)
+    saturation = 0.0 if high == 0 else (high - low) / high
+    if high < 0.2:
+        return "black"
+    if saturation < 0.18:
+        return "white" if high > 0.85 else ("grey" if high > 0.35 else "black")
+    if high - low == 0:
+        hue = 0.0
+    elif high == r:
+        hue = (60 * ((g - b) / (high - low)) + 360) % 360
+    elif high == g:
+        hue = 60 * ((b - r) / (high - low)) + 120
+    else:
+        hue = 60 * ((r - g) / (high - low)) + 240
+    if 15 <= hue < 45 and high < 0.65:
+        return "brown"
+    return next(name for limit, name in _HUE_NAMES if hue < limit)
+
+
+def _pixels(image: Image.Image, side: int = 48) -> np.ndarray:
+    small = image.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
+    return np.asarray(small, dtype=np.float32)
+
+
+def _dominant_colours(pixels: np.ndarray, limit: int = 2, min_share: float = 0.12) -> list[str]:
+    counts: dict[str, int] = {}
+    for rgb in pixels.reshape(-1, 3):
+        name = colour_name(rgb)
+        counts[name] = counts.get(name, 0) + 1
+    total = sum(counts.values()) or 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    names = [name for name, count in ranked if count / total >= min_share][:limit]
+    return names or [ranked[0][0]]
+
+
+@dataclass(frozen=True)
+class ImageDescription:
+    """Measurable properties of an image, from which the built-in captioner writes its sentence."""
+
+    orientation: str
+    brightness: str
+    contrast: str
+    colours: list[str]
+    background: str
+    subject_colour: str | None
+    subject_size: str | None
+    subject_position: str | None
+    background_texture: str
+
+
+def describe(image: Image.Image) -> ImageDescription:
+    width, height = image.size
+    ratio = width / height
+    orientation = "square" if 0.9 <= ratio <= 1.1 else ("landscape" if ratio > 1 else "portrait")
+    pixels = _pixels(image)
+    luminance = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    mean = float(luminance.mean())
+    brightness = "dark" if mean < 85 else ("bright" if mean > 170 else "softly lit")
+    contrast = "high contrast" if float(luminance.std()) > 60 else "low contrast"
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    background_rgb = np.median(border, axis=0)
+    background = colour_name(background_rgb)
+    background_texture = "plain" if float(border.std(axis=0).mean()) < 20 else "busy"
+    # The subject is what differs from the border's colour; its centre of mass gives the composition.
+    distance = np.linalg.norm(pixels - background_rgb, axis=2)
+    mask = distance > 60
+    share = float(mask.mean())
+    subject_colour = subject_size = subject_position = None
+    if 0.01 <= share <= 0.9:
+        subject_colour = _dominant_colours(pixels[mask], limit=1, min_share=0.0)[0]
+        subject_size = "small" if share < 0.12 else ("large" if share > 0.4 else "medium-sized")
+        ys, xs = np.nonzero(mask)
+        cx, cy = xs.mean() / mask.shape[1], ys.mean() / mask.shape[0]
+        horizontal = "left" if cx < 0.38 else ("right" if cx > 0.62 else "")
+        vertical = "top" if cy < 0.38 else ("bottom" if cy > 0.62 else "")
+        if horizontal or vertical:
+            subject_position = "at the " + " ".join(p for p in (vertical, horizontal) if p)
+        else:
+            subject_position = "in the centre"
+    return ImageDescription(
+        orientation=orientation,
+        brightness=brightness,
+        contrast=contrast,
+        colours=_dominant_colours(pixels),
+        background=background,
+        subject_colour=subject_colour,
+        subject_size=subject_size,
+        subject_position=subject_position,
+        background_texture=background_texture,
+    )
+
+
+def describe_style(image: Image.Image) -> str:
+    """A style phrase from measurable properties: palette, light and contrast."""
+    found = describe(image)
+    return f"{' and '.join(found.colours)} palette, {found.brightness}, {found.contrast}"
+
+
+class BuiltinCaptioner:
+    """Describes what can be measured (colours, light, orientation, composition); true, offline, instant."""
+
+    name = "builtin"
+
+    def caption(self, image: Image.Image) -> str:
+        found = describe(image)
+        palette = " and ".join(found.colours)
+        if found.subject_colour is not None:
+            text = (
+                f"a {found.brightness} {found.orientation} image of a {found.subject_size} "
+                f"{found.subject_colour} subject {found.subject_position} on a {found.background_texture} "
+                f"{found.background} background, mostly {palette}, {found.contrast}"
+            )
+        else:
+            text = (
+                f"a {found.brightness} {found.orientation} image filled with {palette}, "
+                f"{found.background_texture} texture, {found.contrast}"
+            )
+        return trim_caption(text)
+
+
+def _local_weights(name: str, model_dir: Path | None) -> str | None:
+    """A directory with the captioner's weights: `<model_dir>/captioners/<name>`, else the hub cache."""
+    if model_dir is not None and (Path(model_dir) / "captioners" / name / "config.json").is_file():
+        return str(Path(model_dir) / "captioners" / name)
+    configured = os.environ.get(f"EMBER_CAPTIONER_{name.upper()}")
+    if configured and Path(configured, "config.json").is_file():
+        return configured
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(CAPTIONER_HUB_IDS[name], local_files_only=True)
+    except Exception:  # "not in cache" surfaces as several exception types
+        return None
+    return path if Path(path, "config.json").is_file() else None
+
+
+class TransformersCaptioner:
+    """florence2 or blip through transformers; loaded lazily from local weights."""
+
+    def __init__(self, name: str, weights: str, device: str | None = None) -> None:
+        self.name = name
+        self._weights = weights
+        self._device = device
+        self._model: Any = None
+        self._processor: Any = None
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor, BlipForConditionalGeneration
+
+        device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._processor = AutoProcessor.from_pretrained(self._weights)
+        model_class = BlipForConditionalGeneration if self.name == "blip" else AutoModelForImageTextToText
+        self._model = model_class.from_pretrained(self._weights).to(device).eval()
+        self._device = device
+
+    def caption(self, image: Image.Image) -> str:
+        import torch
+
+        if self._model is None:
+            self._load()
+        rgb = image.convert("RGB")
+        if self.name == "florence2":
+            inputs = self._processor(text="<DETAILED_CAPTION>", images=rgb, return_tensors="pt")
+        else:
+            inputs = self._processor(images=rgb, return_tensors="pt")
+        inputs = inputs.to(self._device)
+        with torch.inference_mode():
+            tokens = self._model.generate(**inputs, max_new_tokens=60, num_beams=3)
+        text = self._processor.batch_decode(tokens, skip_special_tokens=True)[0].strip()
+        return trim_caption(text)
+
+
+def get_captioner(name: str = "auto", model_dir: Path | None = None, device: str | None = None) -> Captioner:
+    """`auto`: florence2, then blip, where their weights are present; else the built-in captioner."""
+    if name == "builtin":
+        return BuiltinCaptioner()
+    if name == "auto":
+        for candidate in ("florence2", "blip"):
+            weights = _local_weights(candidate, model_dir)
+            if weights is not None:
+                return TransformersCaptioner(candidate, weights, device)
+        return BuiltinCaptioner()
+    if name not in CAPTIONER_HUB_IDS:
+        raise CaptionerUnavailable(f"unknown captioner {name!r}; use auto, builtin, florence2 or blip")
+    weights = _local_weights(name, model_dir)
+    if weights is None:
+        raise CaptionerUnavailable(
+            f"The {name} captioner's weights are not on this machine: put them in "
+            f"<model_dir>/captioners/{name}, set EMBER_CAPTIONER_{name.upper()}, or download "
+            f"{CAPTIONER_HUB_IDS[name]} into the Hugging Face cache."
+        )
+    return TransformersCaptioner(name, weights, device)
+
+
+def caption_images(
+    images: list[Image.Image], captioner: Captioner, mode: str = "style", concept: str | None = None
+) -> list[str]:
+    """A caption for every image, concept-bound in subject mode, falling back to the built-in captioner
+    when a model's caption breaks the length rules."""
+    fallback = BuiltinCaptioner()
+    captions = []
+    for image in images:
+        text = captioner.caption(image)
+        if any(issue.code in {"caption_missing", "caption_too_short"} for issue in check_caption(text, "style")):
+            text = fallback.caption(image)
+        if mode == "subject":
+            text = trim_caption(ensure_concept(text, concept))
+        captions.append(text)
+    return captions

@@ -1,0 +1,230 @@
+"""The base models Ember knows: how each is loaded, its native resolutions, training limits and presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ember.engine.types import EngineError
+
+
+class UnknownBaseModel(EngineError, KeyError):
+    """No base model of that name is registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown base model"
+
+
+SD_ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
+WIDE_TARGETS = SD_ATTENTION + ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2")
+
+
+@dataclass(frozen=True)
+class BaseModelSpec:
+    """What Ember knows about one base model.
+
+    `source` is a hub id or "builtin"; `builder` ("module:function") materializes a built-in model as a
+    diffusers pipeline directory. `training_presets` maps a mode ("subject" | "style") to TrainConfig
+    fields that differ from the generic defaults. `guidance_range` is what visualIntensity 2…10 spans.
+    """
+
+    name: str
+    family: str
+    display_name: str
+    source: str
+    native_resolutions: tuple[tuple[int, int], ...]
+    min_train_side: int
+    lora_target_modules: tuple[str, ...]
+    is_test_model: bool = False
+    builder: str | None = None
+    version: str = "1"
+    default_steps: int = 30
+    default_guidance: float = 7.5
+    guidance_range: tuple[float, float] = (3.0, 12.0)
+    supports_negative_prompt: bool = True
+    trainable: bool = True
+    training_presets: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.builder is not None
+
+    def training_preset(self, mode: str) -> dict[str, Any]:
+        return dict(self.training_presets.get(mode, {}))
+
+
+_SQUARE_AND_RATIOS_1024 = ((1024, 1024), (1152, 896), (896, 1152), (1344, 768), (768, 1344))
+
+_MODELS: dict[str, BaseModelSpec] = {
+    spec.name: spec
+    for spec in (
+        BaseModelSpec(
+            name="tiny",
+            family="sd",
+            display_name="Tiny test model (images not meaningful)",
+            source="builtin",
+            native_resolutions=((128, 128), (160, 128), (128, 160), (160, 96), (96, 160)),
+            min_train_side=64,
+            lora_target_modules=SD_ATTENTION + ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"),
+            is_test_model=True,
+            builder="ember.engine.tiny:materialize",
+            default_steps=20,
+            training_presets={
+                "subject": {
+                    "steps": 300,
+                    "learning_rate": 2e-3,
+                    "rank": 8,
+                    "alpha": 8,
+                    "resolution": 128,
+                    "batch_size": 4,
+                    "sample_every": 100,
+                    "checkpoint_every": 100,
+                },
+                "style": {
+                    "steps": 300,
+                    "learning_rate": 2e-3,
+                    "rank": 8,
+                    "alpha": 8,
+                    "resolution": 128,
+                    "batch_size": 4,
+                    "caption_dropout": 0.1,
+                    "sample_every": 100,
+                    "checkpoint_every": 100,
+                },
+            },
+        ),
+        BaseModelSpec(
+            name="toy",
+            family="sd",
+            display_name="Toy world (shapes and colours)",
+            source="builtin",
+            native_resolutions=((64, 64),),
+            min_train_side=64,
+            lora_target_modules=WIDE_TARGETS,
+            is_test_model=False,
+            builder="ember.engine.toy.model:materialize",
+            default_steps=20,
+            training_presets={
+                "subject": {
+                    "steps": 250,
+                    "learning_rate": 2e-3,
+                    "rank": 8,
+                    "alpha": 8,
+                    "resolution": 64,
+                    "batch_size": 12,
+                    "sample_every": 50,
+                    "checkpoint_every": 50,
+                },
+                "style": {
+                    "steps": 250,
+                    "learning_rate": 2e-3,
+                    "rank": 8,
+                    "alpha": 8,
+                    "resolution": 64,
+                    "batch_size": 12,
+                    "caption_dropout": 0.1,
+                    "sample_every": 50,
+                    "checkpoint_every": 50,
+                },
+            },
+        ),
+        BaseModelSpec(
+            name="sd15",
+            family="sd",
+            display_name="Stable Diffusion 1.5",
+            source="stable-diffusion-v1-5/stable-diffusion-v1-5",
+            native_resolutions=((512, 512), (576, 448), (448, 576), (640, 384), (384, 640)),
+            min_train_side=512,
+            lora_target_modules=SD_ATTENTION,
+            training_presets={
+                "subject": {
+                    "steps": 1000,
+                    "learning_rate": 1e-4,
+                    "rank": 16,
+                    "alpha": 16,
+                    "resolution": 512,
+                    "batch_size": 1,
+                    "gradient_accumulation": 4,
+                    "gradient_checkpointing": True,
+                    "mixed_precision": "fp16",
+                    "sample_every": 250,
+                    "checkpoint_every": 250,
+                },
+                "style": {
+                    "steps": 1500,
+                    "learning_rate": 1e-4,
+                    "rank": 32,
+                    "alpha": 32,
+                    "resolution": 512,
+                    "batch_size": 1,
+                    "gradient_accumulation": 4,
+                    "gradient_checkpointing": True,
+                    "mixed_precision": "fp16",
+                    "caption_dropout": 0.1,
+                    "sample_every": 250,
+                    "checkpoint_every": 250,
+                },
+            },
+        ),
+        BaseModelSpec(
+            name="sdxl",
+            family="sdxl",
+            display_name="Stable Diffusion XL 1.0",
+            source="stabilityai/stable-diffusion-xl-base-1.0",
+            native_resolutions=_SQUARE_AND_RATIOS_1024,
+            min_train_side=1024,
+            lora_target_modules=SD_ATTENTION,
+            default_guidance=5.0,
+            guidance_range=(2.0, 10.0),
+            trainable=False,
+        ),
+        BaseModelSpec(
+            name="flux-schnell",
+            family="flux",
+            display_name="FLUX.1 [schnell]",
+            source="black-forest-labs/FLUX.1-schnell",
+            native_resolutions=_SQUARE_AND_RATIOS_1024,
+            min_train_side=1024,
+            lora_target_modules=SD_ATTENTION,
+            default_steps=4,
+            default_guidance=0.0,
+            guidance_range=(0.0, 0.0),
+            supports_negative_prompt=False,
+            trainable=False,
+        ),
+        BaseModelSpec(
+            name="flux-dev",
+            family="flux",
+            display_name="FLUX.1 [dev]",
+            source="black-forest-labs/FLUX.1-dev",
+            native_resolutions=_SQUARE_AND_RATIOS_1024,
+            min_train_side=1024,
+            lora_target_modules=SD_ATTENTION,
+            default_steps=28,
+            default_guidance=3.5,
+            guidance_range=(1.5, 6.0),
+            supports_negative_prompt=False,
+            trainable=False,
+        ),
+    )
+}
+
+
+def get_base_model(name: str) -> BaseModelSpec:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(_MODELS))
+        raise UnknownBaseModel(f"unknown base model {name!r}; known: {known}") from None
+
+
+def list_base_models() -> list[BaseModelSpec]:
+    return list(_MODELS.values())
+
+
+def nearest_native_resolution(spec: BaseModelSpec, width: int, height: int) -> tuple[int, int]:
+    """The native resolution whose aspect ratio is closest (in log ratio) to the requested one."""
+    import math
+
+    wanted = math.log(width / height)
+    return min(spec.native_resolutions, key=lambda wh: abs(math.log(wh[0] / wh[1]) - wanted))

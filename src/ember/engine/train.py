@@ -1,0 +1,665 @@
+"""LoRA training: a prepared dataset and a config in, a diffusers-format LoRA .safetensors out.
+
+It follows diffusers' text-to-image LoRA script (noise prediction MSE on a frozen UNet with a peft adapter)
+and the DreamBooth script for prior preservation, with latents and caption embeddings cached up front
+because the VAE and text encoder are frozen. Every step draws its randomness from (seed, step), so a run
+resumed from a checkpoint takes the same path as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ember.engine.captioning import ensure_concept
+from ember.engine.dataset import bucket_sizes, prepare_image
+from ember.engine.models import apply_thread_setting, choose_device, resolve_model_path
+from ember.engine.registry import BaseModelSpec, get_base_model
+from ember.engine.types import (
+    CancelCheck,
+    EngineError,
+    InvalidRequest,
+    Progress,
+    ProgressCallback,
+    TrainingExample,
+    check_cancel,
+    report,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+MODES = ("subject", "style")
+LORA_FILE = "lora.safetensors"
+KOHYA_FILE = "lora.kohya.safetensors"
+CHECKPOINTS_KEPT = 2
+
+
+class TrainingUnsupported(EngineError):
+    """The base model has no training recipe in Ember (only the Stable Diffusion family is trainable)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run; presets per base model and mode come from `preset_for`."""
+
+    steps: int = 500
+    learning_rate: float = 1e-4
+    rank: int = 8
+    alpha: int = 8
+    resolution: int = 512
+    batch_size: int = 1
+    gradient_accumulation: int = 1
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    caption_dropout: float = 0.0
+    sample_every: int = 0
+    checkpoint_every: int = 0
+    prior_preservation: bool = False
+    prior_loss_weight: float = 1.0
+    num_class_images: int = 0
+    class_prompt: str | None = None
+    aspect_buckets: bool = False
+    max_grad_norm: float = 1.0
+
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        """A copy with the given fields replaced; None means "keep the preset's value"."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise InvalidRequest(f"unknown training settings: {', '.join(unknown)}")
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.gradient_accumulation < 1 or self.rank < 1:
+            raise InvalidRequest("steps, batch_size, gradient_accumulation and rank must be at least 1")
+        if self.learning_rate <= 0:
+            raise InvalidRequest("learning_rate must be positive")
+        if self.resolution < 8 or self.resolution % 8:
+            raise InvalidRequest("resolution must be a positive multiple of 8")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise InvalidRequest("mixed_precision must be no, fp16 or bf16")
+        if not 0.0 <= self.caption_dropout < 1.0:
+            raise InvalidRequest("caption_dropout must be in [0, 1)")
+
+
+def preset_for(base_model: str, mode: str) -> TrainConfig:
+    """The training preset of a base model for a mode ("subject" | "style")."""
+    if mode not in MODES:
+        raise InvalidRequest(f"mode must be one of {MODES}, got {mode!r}")
+    spec = get_base_model(base_model)
+    config = TrainConfig(resolution=min(spec.native_resolutions[0]))
+    if mode == "style":
+        config = config.with_overrides(caption_dropout=0.1)
+    return config.with_overrides(**spec.training_preset(mode))
+
+
+@dataclass
+class TrainResult:
+    lora_path: Path
+    steps: int
+    losses: list[float]
+    samples: list[Path]
+    resumed_from: int | None
+    kohya_path: Path | None = None
+    captions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Group:
+    """Cached training tensors of one kind (instance, replay or class images) at one size."""
+
+    means: list[torch.Tensor]
+    stds: list[torch.Tensor]
+    caption_index: torch.Tensor
+    buckets: list[np.ndarray]
+
+
+def train_lora(
+    base_model: str,
+    examples: list[TrainingExample],
+    config: TrainConfig,
+    work_dir: Path,
+    *,
+    model_dir: Path,
+    mode: str,
+    concept: str | None = None,
+    sample_prompt: str | None = None,
+    replay: list[TrainingExample] | None = None,
+    progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Train a LoRA on `examples`; resume from the latest checkpoint in `work_dir/checkpoints` if any."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from peft import LoraConfig
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    spec = get_base_model(base_model)
+    _validate_inputs(spec, examples, config, mode, concept)
+    apply_thread_setting()
+    device = choose_device(device)
+    work_dir = Path(work_dir)
+    checkpoints = work_dir / "checkpoints"
+    samples_dir = work_dir / "samples"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    check_cancel(should_cancel, "before training")
+    report(progress, Progress(step=0, total=config.steps, eta_s=None, message="loading base model"))
+
+    path = resolve_model_path(spec, Path(model_dir))
+    weight_dtype = _weight_dtype(config.mixed_precision, device)
+    autocast = _autocast_dtype(config.mixed_precision, device)
+    tokenizer = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(str(path), subfolder="text_encoder").to(device, weight_dtype)
+    vae = AutoencoderKL.from_pretrained(str(path), subfolder="vae").to(device, torch.float32)
+    unet = UNet2DConditionModel.from_pretrained(str(path), subfolder="unet").to(device, weight_dtype)
+    noise_scheduler = DDPMScheduler.from_pretrained(str(path), subfolder="scheduler")
+    for frozen in (text_encoder, vae, unet):
+        frozen.requires_grad_(False)
+        frozen.eval()
+
+    captions = [
+        ensure_concept(example.caption, concept) if mode == "subject" else example.caption for example in examples
+    ]
+    buckets = bucket_sizes(config.resolution, multiple=_size_multiple(vae, unet)) if config.aspect_buckets else None
+    report(progress, Progress(step=0, total=config.steps, eta_s=None, message="encoding images and captions"))
+    caption_texts: list[str] = [""]
+    instance = _encode_group([e.image for e in examples], captions, caption_texts, vae, config, buckets, device)
+    replay_group = None
+    if replay:
+        replay_group = _encode_group(
+            [e.image for e in replay], [e.caption for e in replay], caption_texts, vae, config, None, device
+        )
+    class_group = None
+    if mode == "subject" and config.prior_preservation:
+        class_images = _class_images(spec, path, config, work_dir / "class_images", device, should_cancel, progress)
+        class_group = _encode_group(
+            class_images, [config.class_prompt or ""] * len(class_images), caption_texts, vae, config, None, device
+        )
+    embeddings = _encode_captions(caption_texts, tokenizer, text_encoder, device)
+
+    torch.manual_seed(config.seed)
+    unet.add_adapter(
+        LoraConfig(
+            r=config.rank,
+            lora_alpha=config.alpha,
+            init_lora_weights="gaussian",
+            target_modules=list(spec.lora_target_modules),
+        )
+    )
+    trainable = [p for p in unet.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.data = parameter.data.float()
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    unet.train()
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=1e-2)
+    scaler = torch.amp.GradScaler("cuda") if config.mixed_precision == "fp16" and device.startswith("cuda") else None
+
+    start_step, losses = _resume(checkpoints, unet, optimizer)
+    resumed_from = start_step or None
+    samples = sorted(samples_dir.glob("step-*.png")) if resumed_from else []
+    sampler = _Sampler(path, unet, vae, text_encoder, tokenizer, spec, sample_prompt, config.seed, samples_dir)
+    started = time.monotonic()
+
+    for step in range(start_step + 1, config.steps + 1):
+        check_cancel(should_cancel, f"at step {step}")
+        step_loss = 0.0
+        for micro in range(config.gradient_accumulation):
+            rng = np.random.default_rng([config.seed, step, micro])
+            generator = torch.Generator("cpu").manual_seed(int(rng.integers(0, 2**62)))
+            loss = _micro_batch_loss(
+                unet,
+                noise_scheduler,
+                embeddings,
+                instance,
+                replay_group,
+                class_group,
+                config,
+                rng,
+                generator,
+                device,
+                weight_dtype,
+                autocast,
+            )
+            scaled = loss / config.gradient_accumulation
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            step_loss += float(loss.detach()) / config.gradient_accumulation
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(step_loss)
+
+        done = step - start_step
+        eta = (time.monotonic() - started) / done * (config.steps - step)
+        preview = None
+        if sample_prompt and config.sample_every and step % config.sample_every == 0:
+            sample_path = sampler.sample(step)
+            samples.append(sample_path)
+            preview = sample_path.read_bytes()
+        report(
+            progress,
+            Progress(step=step, total=config.steps, eta_s=eta, loss=step_loss, preview=preview, message="training"),
+        )
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
+            _save_checkpoint(checkpoints, step, unet, optimizer, losses)
+
+    lora_path = _save_lora(unet, work_dir / LORA_FILE, config)
+    kohya_path = export_kohya(lora_path, work_dir / KOHYA_FILE)
+    _save_checkpoint(checkpoints, config.steps, unet, optimizer, losses)
+    return TrainResult(
+        lora_path=lora_path,
+        steps=config.steps,
+        losses=losses,
+        samples=samples,
+        resumed_from=resumed_from,
+        kohya_path=kohya_path,
+        captions=captions,
+    )
+
+
+def _validate_inputs(
+    spec: BaseModelSpec, examples: list[TrainingExample], config: TrainConfig, mode: str, concept: str | None
+) -> None:
+    if mode not in MODES:
+        raise InvalidRequest(f"mode must be one of {MODES}, got {mode!r}")
+    if not spec.trainable or spec.family != "sd":
+        raise TrainingUnsupported(f"training LoRAs on {spec.display_name} is not supported by this engine yet")
+    if mode == "subject" and not (concept and concept.strip()):
+        raise InvalidRequest("subject mode needs a concept word")
+    if not examples:
+        raise InvalidRequest("training needs at least one example")
+    config.validate()
+    if config.prior_preservation and mode == "subject":
+        if not config.class_prompt or config.num_class_images < 1:
+            raise InvalidRequest("prior preservation needs class_prompt and num_class_images ≥ 1")
+
+
+def _weight_dtype(mixed_precision: str, device: str) -> torch.dtype:
+    """Frozen weights in half precision on accelerators when asked; on CPU everything stays fp32 and
+    bf16 is applied by autocast instead (CPU has no fast fp16 kernels)."""
+    import torch
+
+    if device.startswith("cpu") or mixed_precision == "no":
+        return torch.float32
+    return torch.float16 if mixed_precision == "fp16" else torch.bfloat16
+
+
+def _autocast_dtype(mixed_precision: str, device: str) -> torch.dtype | None:
+    import torch
+
+    if mixed_precision == "no":
+        return None
+    if device.startswith("cpu"):
+        return torch.bfloat16
+    return torch.float16 if mixed_precision == "fp16" else torch.bfloat16
+
+
+def _size_multiple(vae: Any, unet: Any) -> int:
+    vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
+    return int(vae_factor * unet_factor)
+
+
+def _to_tensor(image: Image.Image) -> torch.Tensor:
+    import torch
+
+    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def _encode_group(
+    images: list[Any],
+    captions: list[str],
+    caption_texts: list[str],
+    vae: Any,
+    config: TrainConfig,
+    buckets: list[tuple[int, int]] | None,
+    device: str,
+) -> _Group:
+    """Latent mean and std per image (sampled fresh each step, as the VAE posterior is) and caption ids."""
+    import torch
+
+    prepared = [prepare_image(image, config.resolution, buckets) for image in images]
+    caption_ids = []
+    for caption in captions:
+        if caption not in caption_texts:
+            caption_texts.append(caption)
+        caption_ids.append(caption_texts.index(caption))
+    sizes = sorted({image.size for image in prepared})
+    means: list[torch.Tensor | None] = [None] * len(prepared)
+    stds: list[torch.Tensor | None] = [None] * len(prepared)
+    with torch.no_grad():
+        for index, image in enumerate(prepared):
+            posterior = vae.encode(_to_tensor(image).unsqueeze(0).to(device)).latent_dist
+            means[index] = posterior.mean[0].cpu() * vae.config.scaling_factor
+            stds[index] = posterior.std[0].cpu() * vae.config.scaling_factor
+    groups = [np.array([i for i, image in enumerate(prepared) if image.size == size]) for size in sizes]
+    return _Group(
+        [m for m in means if m is not None], [s for s in stds if s is not None], torch.tensor(caption_ids), groups
+    )
+
+
+def _encode_captions(texts: list[str], tokenizer: Any, text_encoder: Any, device: str) -> torch.Tensor:
+    import torch
+
+    tokens = tokenizer(
+        texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        hidden: torch.Tensor = text_encoder(tokens.input_ids.to(device))[0].float()
+    return hidden
+
+
+def _draw(group: _Group, count: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Pick `count` examples from one size bucket (chosen in proportion to its size), without replacement."""
+    import torch
+
+    sizes = np.array([len(bucket) for bucket in group.buckets], dtype=np.float64)
+    bucket = group.buckets[int(rng.choice(len(group.buckets), p=sizes / sizes.sum()))]
+    chosen = rng.choice(bucket, size=min(count, len(bucket)), replace=False)
+    means = torch.stack([group.means[i] for i in chosen])
+    stds = torch.stack([group.stds[i] for i in chosen])
+    return means, stds, chosen
+
+
+def _group_loss(
+    unet: Any,
+    noise_scheduler: Any,
+    embeddings: torch.Tensor,
+    group: _Group,
+    count: int,
+    dropout: float,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    device: str,
+    weight_dtype: torch.dtype,
+    autocast: torch.dtype | None,
+) -> tuple[torch.Tensor, int]:
+    import torch
+    import torch.nn.functional as functional
+
+    means, stds, chosen = _draw(group, count, rng)
+    latents = means + stds * torch.randn(means.shape, generator=generator)
+    caption_ids = group.caption_index[chosen].clone()
+    if dropout > 0:
+        dropped = torch.from_numpy(rng.random(len(chosen)) < dropout)
+        caption_ids[dropped] = 0  # index 0 is the empty caption
+    noise = torch.randn(latents.shape, generator=generator)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(chosen),), generator=generator).long()
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        target = noise
+    device_type = device.split(":")[0]
+    with torch.autocast(device_type=device_type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        prediction = unet(
+            noisy.to(device, weight_dtype), timesteps.to(device), embeddings[caption_ids].to(device, weight_dtype)
+        ).sample
+    return functional.mse_loss(prediction.float(), target.to(device).float(), reduction="mean"), len(chosen)
+
+
+def _micro_batch_loss(
+    unet: Any,
+    noise_scheduler: Any,
+    embeddings: torch.Tensor,
+    instance: _Group,
+    replay: _Group | None,
+    prior: _Group | None,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    device: str,
+    weight_dtype: torch.dtype,
+    autocast: torch.dtype | None,
+) -> torch.Tensor:
+    """Mean noise-prediction error over instance and replay examples, plus the weighted prior loss."""
+    loss, count = _group_loss(
+        unet,
+        noise_scheduler,
+        embeddings,
+        instance,
+        config.batch_size,
+        config.caption_dropout,
+        rng,
+        generator,
+        device,
+        weight_dtype,
+        autocast,
+    )
+    if replay is not None:
+        replay_loss, replay_count = _group_loss(
+            unet,
+            noise_scheduler,
+            embeddings,
+            replay,
+            config.batch_size,
+            config.caption_dropout,
+            rng,
+            generator,
+            device,
+            weight_dtype,
+            autocast,
+        )
+        loss = (loss * count + replay_loss * replay_count) / (count + replay_count)
+    if prior is not None:
+        prior_loss, _ = _group_loss(
+            unet,
+            noise_scheduler,
+            embeddings,
+            prior,
+            config.batch_size,
+            0.0,
+            rng,
+            generator,
+            device,
+            weight_dtype,
+            autocast,
+        )
+        loss = loss + config.prior_loss_weight * prior_loss
+    return loss
+
+
+def _class_images(
+    spec: BaseModelSpec,
+    path: Path,
+    config: TrainConfig,
+    directory: Path,
+    device: str,
+    should_cancel: CancelCheck | None,
+    progress: ProgressCallback | None,
+) -> list[Image.Image]:
+    """Class images for prior preservation, made once by the base model and kept for resumed runs."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from PIL import Image
+
+    directory.mkdir(parents=True, exist_ok=True)
+    existing = sorted(directory.glob("class-*.png"))
+    if len(existing) < config.num_class_images:
+        pipeline = StableDiffusionPipeline.from_pretrained(str(path), safety_checker=None).to(device)
+        pipeline.set_progress_bar_config(disable=True)
+        for index in range(len(existing), config.num_class_images):
+            check_cancel(should_cancel, "while making class images")
+            report(
+                progress,
+                Progress(
+                    step=0, total=config.steps, eta_s=None, message=f"class image {index + 1}/{config.num_class_images}"
+                ),
+            )
+            generator = torch.Generator("cpu").manual_seed(config.seed + index)
+            with torch.inference_mode():
+                image = pipeline(
+                    config.class_prompt,
+                    num_inference_steps=spec.default_steps,
+                    generator=generator,
+                    width=config.resolution,
+                    height=config.resolution,
+                ).images[0]
+            image.save(directory / f"class-{index:04d}.png")
+        del pipeline
+    files = sorted(directory.glob("class-*.png"))[: config.num_class_images]
+    return [Image.open(file).convert("RGB") for file in files]
+
+
+class _Sampler:
+    """Sample images with the adapter being trained, from a pipeline that shares the training modules."""
+
+    def __init__(
+        self,
+        path: Path,
+        unet: Any,
+        vae: Any,
+        text_encoder: Any,
+        tokenizer: Any,
+        spec: BaseModelSpec,
+        prompt: str | None,
+        seed: int,
+        directory: Path,
+    ) -> None:
+        self._args = (path, unet, vae, text_encoder, tokenizer)
+        self._spec = spec
+        self._prompt = prompt
+        self._seed = seed
+        self._directory = directory
+        self._pipeline: Any = None
+
+    def sample(self, step: int) -> Path:
+        import torch
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+        path, unet, vae, text_encoder, tokenizer = self._args
+        if self._pipeline is None:
+            self._pipeline = StableDiffusionPipeline(
+                vae=vae,
+                text_encoder=text_encoder,
+                tokenizer=tokenizer,
+                unet=unet,
+                scheduler=DDIMScheduler.from_pretrained(str(path), subfolder="scheduler"),
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+            self._pipeline.set_progress_bar_config(disable=True)
+        self._directory.mkdir(parents=True, exist_ok=True)
+        width, height = self._spec.native_resolutions[0]
+        unet.eval()
+        try:
+            with torch.inference_mode():
+                image = self._pipeline(
+                    self._prompt,
+                    num_inference_steps=self._spec.default_steps,
+                    width=width,
+                    height=height,
+                    generator=torch.Generator("cpu").manual_seed(self._seed),
+                    guidance_scale=self._spec.default_guidance,
+                ).images[0]
+        finally:
+            unet.train()
+        target = self._directory / f"step-{step:06d}.png"
+        image.save(target)
+        return target
+
+
+def _lora_state(unet: Any) -> dict[str, torch.Tensor]:
+    from peft.utils import get_peft_model_state_dict
+
+    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
+
+
+def _save_checkpoint(directory: Path, step: int, unet: Any, optimizer: Any, losses: list[float]) -> Path:
+    """Write a checkpoint atomically (staging directory, then rename) and keep only the latest few."""
+    import torch
+    from safetensors.torch import save_file
+
+    target = directory / f"step-{step:06d}"
+    staging = directory / f".step-{step:06d}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_file(_lora_state(unet), str(staging / "adapter.safetensors"))
+    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+    (staging / "state.json").write_text(json.dumps({"step": step, "losses": losses}))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    for old in sorted(directory.glob("step-*"))[:-CHECKPOINTS_KEPT]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    found = sorted(p for p in Path(directory).glob("step-*") if (p / "state.json").is_file())
+    return found[-1] if found else None
+
+
+def _resume(directory: Path, unet: Any, optimizer: Any) -> tuple[int, list[float]]:
+    import torch
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    checkpoint = latest_checkpoint(directory)
+    if checkpoint is None:
+        return 0, []
+    state = json.loads((checkpoint / "state.json").read_text())
+    set_peft_model_state_dict(unet, load_file(str(checkpoint / "adapter.safetensors")))
+    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+    return int(state["step"]), [float(x) for x in state["losses"]]
+
+
+def _save_lora(unet: Any, target: Path, config: TrainConfig) -> Path:
+    """Save in the format diffusers' `load_lora_weights` reads (peft keys under `unet.`), with the adapter's
+    rank and alpha in the file's metadata. The older lora.down/lora.up conversion is skipped on purpose: it
+    only renames attention layers, and a file mixing both namings loads without its attention LoRAs."""
+    from diffusers import StableDiffusionPipeline
+
+    layers = _lora_state(unet)
+    metadata = unet.peft_config["default"].to_dict()
+    StableDiffusionPipeline.save_lora_weights(
+        save_directory=str(target.parent),
+        unet_lora_layers=layers,
+        weight_name=target.name,
+        unet_lora_adapter_metadata=metadata,
+    )
+    return target
+
+
+def export_kohya(lora_path: Path, out_path: Path) -> Path:
+    """Convert a diffusers-format LoRA to the kohya format (ComfyUI, AUTOMATIC1111), alpha included."""
+    import torch
+    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya, convert_unet_state_dict_to_peft
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(lora_path))
+    with safe_open(str(lora_path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    alpha: float | None = None
+    if "lora_adapter_metadata" in metadata:
+        adapter = json.loads(metadata["lora_adapter_metadata"])
+        alpha = adapter.get("unet.lora_alpha", adapter.get("lora_alpha"))
+    if not any(".lora_A." in key for key in state):
+        state = convert_unet_state_dict_to_peft(state)
+    kohya = convert_state_dict_to_kohya(state)
+    if alpha is not None:
+        for key in [k for k in kohya if k.endswith(".alpha")]:
+            kohya[key] = torch.tensor(float(alpha))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in kohya.items()}, str(out_path))
+    return out_path
