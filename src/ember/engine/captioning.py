@@ -259,7 +259,7 @@ class TransformersCaptioner:
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._processor = AutoProcessor.from_pretrained(self._weights)
         model_class = BlipForConditionalGeneration if self.name == "blip" else AutoModelForImageTextToText
-        self._model = model_class.from_pretrained(self._weights).to(device).eval()
+        self._model = model_class.from_pretrained(self._weights).to(device).eval()  # type: ignore[arg-type]  # transformers stubs type .to() oddly
         self._device = device
 
     def caption(self, image: Image.Image) -> str:

@@ -83,7 +83,7 @@ def materialize(directory: Path) -> Path:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipeline.save_pretrained(str(directory))
+    pipeline.save_pretrained(str(directory))  # type: ignore[attr-defined]  # defined on DiffusionPipeline at run time
     import shutil
 
     shutil.rmtree(directory / "_tokenizer_build", ignore_errors=True)

@@ -160,7 +160,7 @@ def train_lora(
     weight_dtype = _weight_dtype(config.mixed_precision, device)
     autocast = _autocast_dtype(config.mixed_precision, device)
     tokenizer = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(str(path), subfolder="text_encoder").to(device, weight_dtype)
+    text_encoder = CLIPTextModel.from_pretrained(str(path), subfolder="text_encoder").to(device, weight_dtype)  # type: ignore[arg-type]  # transformers stubs
     vae = AutoencoderKL.from_pretrained(str(path), subfolder="vae").to(device, torch.float32)
     unet = UNet2DConditionModel.from_pretrained(str(path), subfolder="unet").to(device, weight_dtype)
     noise_scheduler = DDPMScheduler.from_pretrained(str(path), subfolder="scheduler")
