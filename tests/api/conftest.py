@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,8 @@ class FakeClock:
     """Stands in for time.time in the rate limiter, so tests move time instead of sleeping."""
 
     def __init__(self) -> None:
-        self.now = time.time()
+        # Midday of a fixed date: tests that move the clock by minutes never cross a day window by chance.
+        self.now = datetime(2026, 6, 15, 12, 0, tzinfo=UTC).timestamp()
 
     def __call__(self) -> float:
         return self.now
