@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(600, ge=0, description="Requests per organization per minute; 0: off.")
     rate_limit_per_day: int = Field(100_000, ge=0, description="Requests per organization per day; 0: off.")
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest accepted request body.")
+    training_min_images: int = Field(10, ge=1, description="Fewest training images a custom model trains with.")
+    training_max_images: int = Field(30, ge=1, description="Most training images a custom model may hold.")
+    training_min_image_side: int | None = Field(
+        None, ge=1, description="Shortest side of a training image; default: the base model's own minimum."
+    )
     log_level: str = "info"
 
     @classmethod

@@ -6,8 +6,9 @@ import re
 import uuid
 from datetime import UTC
 
-from ember.api.schemas import BaseModelRef, CustomModelItem
-from ember.store.tables import CustomModel
+from ember.api.schemas import BaseModelRef, CustomModelItem, ImageIssue, ShareItem, TrainingImageItem
+from ember.models_service import Issue
+from ember.store.tables import CustomModel, Share, TrainingImage
 
 _ASSET_ID = re.compile(r"^urn:aaid:sc:[A-Za-z0-9]+:([0-9a-fA-F-]{36})$")
 
@@ -50,5 +51,41 @@ def custom_model_item(model: CustomModel, region: str) -> CustomModelItem:
             "trainingState": model.training_state.value,
             "baseModel": BaseModelRef(name=model.base_model_name, version=model.base_model_version),
             "samplePrompt": model.sample_prompt,
+        }
+    )
+
+
+def _wire_issues(issues: list[Issue]) -> list[ImageIssue]:
+    return [ImageIssue(code=issue.code, message=issue.message) for issue in issues]
+
+
+def training_image_item(image: TrainingImage, issues: list[Issue]) -> TrainingImageItem:
+    return TrainingImageItem.model_validate(
+        {
+            "id": str(image.id),
+            "filename": image.filename,
+            "stored": True,
+            "caption": image.caption,
+            "autoCaption": image.auto_caption,
+            "width": image.width,
+            "height": image.height,
+            "errors": _wire_issues(issues),
+        }
+    )
+
+
+def refused_image_item(filename: str, issues: list[Issue]) -> TrainingImageItem:
+    return TrainingImageItem.model_validate(
+        {"id": None, "filename": filename, "stored": False, "errors": _wire_issues(issues)}
+    )
+
+
+def share_item(share: Share) -> ShareItem:
+    return ShareItem.model_validate(
+        {
+            "principal": share.principal_value,
+            "principalKind": share.principal_kind.value,
+            "role": share.role.value,
+            "createdDate": share.created_at.astimezone(UTC),
         }
     )

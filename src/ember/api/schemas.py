@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
+from pydantic_core import PydanticCustomError
 
 MODEL_MEDIA_TYPE = "application/vnd.adobe.ffmodel+dcx"
 
@@ -84,3 +85,108 @@ class CustomModelList(WireModel):
     custom_models: list[CustomModelItem]
     links: ListingLinks = Field(alias="_links")
     total_count: int
+
+
+# Lifecycle of a custom model (Ember's own endpoints, in the listing's style).
+
+CONCEPT_PATTERN = r"^\w(?:[\w' -]*\w)?$"
+MAX_PROMPT_CHARS = 1024
+MAX_CAPTION_CHARS = 2000
+MAX_SEED = 2**31 - 1
+
+
+class StrictWireModel(WireModel):
+    """A request body: unknown fields are rejected, values are not coerced across types."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", strict=True)
+
+
+class BaseModelChoice(StrictWireModel):
+    name: str = Field(min_length=1, max_length=100)
+    version: str | None = Field(None, max_length=100)
+
+
+class CustomModelCreate(StrictWireModel):
+    display_name: str = Field(alias="displayName", min_length=1, max_length=200, pattern=r"\S")
+    training_mode: Literal["subject", "style"] = Field(alias="trainingMode")
+    concept_id: str = Field("", alias="conceptId", max_length=50)
+    project_id: str | None = Field(None, alias="projectId")
+    base_model: BaseModelChoice | None = Field(None, alias="baseModel")
+    sample_prompt: str = Field("", alias="samplePrompt", max_length=MAX_PROMPT_CHARS)
+
+
+class CustomModelPatch(StrictWireModel):
+    display_name: str | None = Field(None, alias="displayName", min_length=1, max_length=200, pattern=r"\S")
+    sample_prompt: str | None = Field(None, alias="samplePrompt", max_length=MAX_PROMPT_CHARS)
+    concept_id: str | None = Field(None, alias="conceptId", max_length=50)
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> CustomModelPatch:
+        # An absent field is left as it is; null is no value for any of them (send "" to clear a prompt).
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise PydanticCustomError("string_type", "Input should be a valid string, not null")
+        return self
+
+
+class ImageIssue(WireModel):
+    code: str
+    message: str
+
+
+class TrainingImageItem(WireModel):
+    """One training image, or one uploaded file that was refused (`stored: false`, no id)."""
+
+    id: str | None
+    filename: str
+    stored: bool
+    caption: str | None = None
+    auto_caption: str | None = Field(None, alias="autoCaption")
+    width: int | None = None
+    height: int | None = None
+    errors: list[ImageIssue]
+
+
+class TrainingImageList(WireModel):
+    images: list[TrainingImageItem]
+    total_count: int
+
+
+class CaptionPatch(StrictWireModel):
+    caption: str = Field(max_length=MAX_CAPTION_CHARS)
+
+
+class TrainingOverrides(StrictWireModel):
+    """Training settings that replace the base model's preset; each is optional."""
+
+    steps: int | None = Field(None, ge=1, le=20_000)
+    learning_rate: float | None = Field(None, alias="learningRate", gt=0, le=0.1)
+    rank: int | None = Field(None, ge=1, le=128)
+    resolution: int | None = Field(None, ge=64, le=2048, multiple_of=8)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+
+    def engine_settings(self) -> dict[str, int | float]:
+        """The overrides under the engine's TrainConfig field names, unset ones left out."""
+        return {key: value for key, value in self.model_dump(by_alias=False).items() if value is not None}
+
+
+class ShareCreate(StrictWireModel):
+    principal: str = Field(min_length=1, max_length=320)
+    role: Literal["user", "editor"]
+
+
+class ShareItem(WireModel):
+    principal: str
+    principal_kind: Literal["technical_account_id", "technical_account_email", "user_email"] = Field(
+        alias="principalKind"
+    )
+    role: Literal["user", "editor"]
+    created_date: datetime = Field(alias="createdDate")
+
+    @field_serializer("created_date")
+    def _utc_iso(self, value: datetime) -> str:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class ShareList(WireModel):
+    shares: list[ShareItem]

@@ -1,20 +1,110 @@
-"""`/v3/custom-models`: the Firefly listing of the custom models a caller may use."""
+"""`/v3/custom-models`: the Firefly listing, and the lifecycle of one model (create, edit, delete, train,
+publish, weights). Images and shares have routers of their own beside this one."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
-from ember.api.conversions import custom_model_item
-from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep
-from ember.api.errors import validation_error
-from ember.api.schemas import CustomModelList, ErrorBody, Link, ListingLinks
+from ember.api.conversions import InvalidAssetId, custom_model_item, model_id_from_asset_id
+from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep, require_json
+from ember.api.errors import ApiError, validation_error
+from ember.api.schemas import (
+    CustomModelCreate,
+    CustomModelItem,
+    CustomModelList,
+    CustomModelPatch,
+    ErrorBody,
+    Link,
+    ListingLinks,
+    TrainingOverrides,
+)
+from ember.jobs.dispatch import EngineUnavailable
+from ember.jobs.wire import JobAccepted
+from ember.lora_formats import InvalidLoraFile
+from ember.models_service import (
+    Access,
+    AccessDenied,
+    ImageNotFound,
+    InvalidInput,
+    LifecycleConflict,
+    ModelNotFound,
+    ShareNotFound,
+    WeightsUnavailable,
+    create_model,
+    delete_model,
+    find_model,
+    publish,
+    start_training,
+    unpublish,
+    update_model,
+    weights,
+)
 from ember.store.custom_models import ListingFilter, SortKey, list_models
+from ember.store.tables import CustomModel
 
-router = APIRouter(prefix="/v3/custom-models", tags=["custom models"])
+
+def lifecycle_error(error: Exception) -> ApiError | None:
+    """The wire answer to a lifecycle error; None for anything else."""
+    if isinstance(error, ModelNotFound):
+        return ApiError(404, "not_found", "The custom model is unknown.")
+    if isinstance(error, ImageNotFound):
+        return ApiError(404, "not_found", "The custom model has no training image with that id.")
+    if isinstance(error, ShareNotFound):
+        return ApiError(404, "not_found", "The custom model is not shared with that principal.")
+    if isinstance(error, WeightsUnavailable):
+        return ApiError(404, "weights_not_found", str(error))
+    if isinstance(error, AccessDenied):
+        return ApiError(403, "access_error", str(error))
+    if isinstance(error, LifecycleConflict):
+        return ApiError(409, error.code, error.message)
+    if isinstance(error, InvalidLoraFile):
+        return ApiError(409, "weights_not_convertible", f"The weights cannot be converted: {error}.")
+    if isinstance(error, InvalidInput):
+        return ApiError(422, "validation_error", "Request validation failed.", validation_errors=error.errors)
+    return None
+
+
+class LifecycleRoute(APIRoute):
+    """A route whose lifecycle errors (raised by the route or its dependencies) become Firefly error bodies."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as error:
+                translated = lifecycle_error(error)
+                if translated is None:
+                    raise
+                raise translated from None
+
+        return answer
+
+
+def _model_loader(need: Access) -> Callable[[str, PrincipalDep, SessionDep], CustomModel]:
+    def load(asset_id: str, principal: PrincipalDep, session: SessionDep) -> CustomModel:
+        try:
+            model_id: uuid.UUID = model_id_from_asset_id(asset_id)
+        except InvalidAssetId:
+            raise ModelNotFound(asset_id) from None
+        return find_model(session, principal.viewer, model_id, need)
+
+    return load
+
+
+UsableModel = Annotated[CustomModel, Depends(_model_loader(Access.use))]
+EditableModel = Annotated[CustomModel, Depends(_model_loader(Access.edit))]
+OwnedModel = Annotated[CustomModel, Depends(_model_loader(Access.own))]
+
+router = APIRouter(prefix="/v3/custom-models", tags=["custom models"], route_class=LifecycleRoute)
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 50
@@ -22,6 +112,9 @@ MAX_START = 1_000_000_000
 SortBy = Literal["assetName", "-assetName", "createdDate", "-createdDate", "modifiedDate", "-modifiedDate"]
 DIGITS = r"^[0-9]+$"
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {status: {"model": ErrorBody} for status in (401, 403, 422, 429)}
+MODEL_ERRORS: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorBody} for status in (401, 403, 404, 409, 415, 422, 429)
+}
 
 
 def _page_numbers(start: str | None, limit: str | None) -> tuple[int, int]:
@@ -98,3 +191,122 @@ def list_custom_models(
     )
     # Built and validated just above: answering directly skips the framework's second validation pass.
     return JSONResponse(listing.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=CustomModelItem,
+    responses=MODEL_ERRORS,
+    dependencies=[Depends(require_json)],
+    summary="Create a draft custom model",
+)
+def create_custom_model(
+    body: CustomModelCreate, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+) -> CustomModelItem:
+    model = create_model(
+        session,
+        runtime.settings,
+        principal.viewer,
+        principal.client_pk,
+        display_name=body.display_name,
+        training_mode=body.training_mode,
+        concept_id=body.concept_id,
+        project_id=body.project_id,
+        base_model_name=body.base_model.name if body.base_model else None,
+        base_model_version=body.base_model.version if body.base_model else None,
+        sample_prompt=body.sample_prompt,
+    )
+    return custom_model_item(model, runtime.settings.region)
+
+
+@router.get("/{asset_id}", response_model=CustomModelItem, responses=MODEL_ERRORS, summary="One custom model")
+def get_custom_model(model: UsableModel, runtime: RuntimeDep) -> CustomModelItem:
+    return custom_model_item(model, runtime.settings.region)
+
+
+@router.patch(
+    "/{asset_id}",
+    response_model=CustomModelItem,
+    responses=MODEL_ERRORS,
+    dependencies=[Depends(require_json)],
+    summary="Change the display name, sample prompt or (while a draft) the concept word",
+)
+def patch_custom_model(
+    body: CustomModelPatch, model: EditableModel, session: SessionDep, runtime: RuntimeDep
+) -> CustomModelItem:
+    update_model(
+        session, model, display_name=body.display_name, sample_prompt=body.sample_prompt, concept_id=body.concept_id
+    )
+    return custom_model_item(model, runtime.settings.region)
+
+
+@router.delete("/{asset_id}", status_code=204, responses=MODEL_ERRORS, summary="Delete a custom model and its files")
+def delete_custom_model(model: OwnedModel, session: SessionDep, runtime: RuntimeDep) -> Response:
+    delete_model(session, runtime.blobs, model)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{asset_id}/train-async",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=MODEL_ERRORS,
+    dependencies=[Depends(require_json)],
+    summary="Check the training rules and start training (returns a job)",
+)
+def train_custom_model(
+    model: EditableModel,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    base_url: BaseUrlDep,
+    body: Annotated[TrainingOverrides | None, Body()] = None,
+) -> JobAccepted:
+    overrides = body.engine_settings() if body is not None else {}
+    job = start_training(
+        session, runtime.settings, model, org_id=principal.org_id, client_pk=principal.client_pk, overrides=overrides
+    )
+    session.commit()  # the row must exist before any worker looks for it
+    if runtime.dispatcher.accepting:
+        try:
+            runtime.dispatcher.submit(job.id)
+        except EngineUnavailable:
+            pass  # the job stays pending; the dispatcher's recovery carries pending rows once workers exist
+    return JobAccepted(
+        jobId=job.id, statusUrl=f"{base_url}/v3/status/{job.id}", cancelUrl=f"{base_url}/v3/cancel/{job.id}"
+    )
+
+
+@router.post(
+    "/{asset_id}/publish", response_model=CustomModelItem, responses=MODEL_ERRORS, summary="Publish a trained model"
+)
+def publish_custom_model(model: EditableModel, session: SessionDep, runtime: RuntimeDep) -> CustomModelItem:
+    return custom_model_item(publish(session, model), runtime.settings.region)
+
+
+@router.post(
+    "/{asset_id}/unpublish", response_model=CustomModelItem, responses=MODEL_ERRORS, summary="Unpublish a model"
+)
+def unpublish_custom_model(model: EditableModel, runtime: RuntimeDep) -> CustomModelItem:
+    return custom_model_item(unpublish(model), runtime.settings.region)
+
+
+@router.get(
+    "/{asset_id}/weights",
+    response_class=Response,
+    responses={**MODEL_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+    summary="Download the current version's LoRA as .safetensors",
+)
+def download_weights(
+    model: EditableModel,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    format: Annotated[Literal["diffusers", "kohya"], Query()] = "diffusers",
+) -> Response:
+    file = weights(session, runtime.blobs, model, kohya=format == "kohya")
+    return Response(
+        file.data,
+        media_type="application/octet-stream",
+        headers={"content-disposition": f'attachment; filename="{file.filename}"'},
+    )

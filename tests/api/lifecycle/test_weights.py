@@ -1,0 +1,111 @@
+"""`GET .../weights`: the current version's LoRA, as stored (diffusers) or converted to the kohya format."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load, save
+
+from ember.api.runtime import Runtime
+from ember.store.database import transaction
+from ember.store.tables import CustomModelVersion
+
+from .conftest import Caller
+
+MODULES = (
+    "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
+    "unet.mid_block.attentions.0.proj_in",
+)
+
+
+def diffusers_lora(rank: int = 4, alpha: float | None = 8.0) -> bytes:
+    """A diffusers-format LoRA file (peft key names), as the trainer saves it."""
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for module in MODULES:
+        tensors[f"{module}.lora_A.weight"] = rng.standard_normal((rank, 32)).astype(np.float32)
+        tensors[f"{module}.lora_B.weight"] = rng.standard_normal((32, rank)).astype(np.float32)
+    metadata = {"format": "pt"}
+    if alpha is not None:
+        metadata["lora_adapter_metadata"] = json.dumps({"r": rank, "lora_alpha": alpha})
+    return save(tensors, metadata=metadata)
+
+
+def test_an_untrained_model_has_no_weights(owner: Caller) -> None:
+    asset_id = owner.create()["assetId"]
+    response = owner.get(f"/{asset_id}/weights")
+    assert (response.status_code, response.json()["error_code"]) == (409, "model_not_trained")
+
+
+def test_the_diffusers_weights_are_the_stored_file_as_an_attachment(
+    owner: Caller, trained: Callable[[str, bytes], None]
+) -> None:
+    asset_id = owner.create(displayName="My Mascot")["assetId"]
+    lora = diffusers_lora()
+    trained(asset_id, lora)
+    response = owner.get(f"/{asset_id}/weights", params={"format": "diffusers"})
+    assert response.status_code == 200
+    assert response.content == lora
+    assert response.headers["content-disposition"] == 'attachment; filename="My_Mascot-v1.safetensors"'
+
+
+def test_kohya_weights_rename_every_module_and_carry_its_alpha(
+    owner: Caller, trained: Callable[[str, bytes], None]
+) -> None:
+    asset_id = owner.create()["assetId"]
+    lora = diffusers_lora(rank=4, alpha=8.0)
+    trained(asset_id, lora)
+    response = owner.get(f"/{asset_id}/weights", params={"format": "kohya"})
+    assert response.headers["content-disposition"].endswith('-v1.kohya.safetensors"')
+    kohya = load(response.content)
+    source = load(lora)
+    prefix = "lora_unet_mid_block_attentions_0_proj_in"
+    np.testing.assert_array_equal(kohya[f"{prefix}.lora_down.weight"], source[f"{MODULES[1]}.lora_A.weight"])
+    np.testing.assert_array_equal(kohya[f"{prefix}.lora_up.weight"], source[f"{MODULES[1]}.lora_B.weight"])
+    assert float(kohya[f"{prefix}.alpha"]) == 8.0
+    assert len(kohya) == 6
+
+
+def test_kohya_conversion_matches_the_engines_export(tmp_path: Path) -> None:
+    from ember.engine.train import export_kohya
+    from ember.lora_formats import to_kohya
+
+    for alpha in (8.0, None):
+        source = tmp_path / "lora.safetensors"
+        source.write_bytes(diffusers_lora(rank=4, alpha=alpha))
+        expected = load(export_kohya(source, tmp_path / "kohya.safetensors").read_bytes())
+        converted = load(to_kohya(source.read_bytes()))
+        assert converted.keys() == expected.keys()
+        for key, value in expected.items():
+            assert converted[key].dtype == value.dtype
+            np.testing.assert_array_equal(converted[key], value)
+
+
+def test_a_file_that_is_no_diffusers_lora_cannot_be_converted(
+    owner: Caller, trained: Callable[[str, bytes], None]
+) -> None:
+    asset_id = owner.create()["assetId"]
+    trained(asset_id, save({"weight": np.zeros((2, 2), dtype=np.float32)}))
+    response = owner.get(f"/{asset_id}/weights", params={"format": "kohya"})
+    assert (response.status_code, response.json()["error_code"]) == (409, "weights_not_convertible")
+
+
+def test_missing_weight_files_are_a_404(owner: Caller, runtime: Runtime, trained: Callable[[str, bytes], None]) -> None:
+    asset_id = owner.create()["assetId"]
+    trained(asset_id, b"lora")
+    with transaction(runtime.sessions) as session:
+        for version in session.query(CustomModelVersion):
+            runtime.blobs.delete(version.lora_blob_key)
+    response = owner.get(f"/{asset_id}/weights")
+    assert (response.status_code, response.json()["error_code"]) == (404, "weights_not_found")
+
+
+@pytest.mark.parametrize("format", ["onnx", ""])
+def test_an_unknown_format_is_a_422(owner: Caller, trained: Callable[[str, bytes], None], format: str) -> None:
+    asset_id = owner.create()["assetId"]
+    trained(asset_id, b"lora")
+    assert owner.get(f"/{asset_id}/weights", params={"format": format}).status_code == 422
