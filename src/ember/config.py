@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     training_min_image_side: int | None = Field(
         None, ge=1, description="Shortest side of a training image; default: the base model's own minimum."
     )
+    ui_session_ttl_s: int = Field(12 * 3600, ge=60, description="Lifetime of a web UI sign-in.")
+    ui_cookie_secure: bool = Field(
+        False, description="Mark the session cookie Secure (always done when the request came over HTTPS)."
+    )
     log_level: str = "info"
 
     @classmethod

@@ -10,7 +10,20 @@ from fastapi import FastAPI
 from ember import __version__
 from ember.api.errors import install_error_handlers
 from ember.api.request_context import RequestContext
-from ember.api.routes import auth, custom_models, health, images, jobs, outputs, storage
+from ember.api.routes import (
+    auth,
+    custom_model_images,
+    custom_model_shares,
+    custom_models,
+    health,
+    images,
+    job_history,
+    jobs,
+    outputs,
+    projects,
+    storage,
+    ui,
+)
 from ember.api.runtime import Runtime
 from ember.config import Settings
 
@@ -41,10 +54,16 @@ def create_app(settings: Settings, clock: Callable[[], float] | None = None) -> 
     install_error_handlers(app)
     app.include_router(auth.router)
     app.include_router(custom_models.router)
+    app.include_router(custom_model_images.router)
+    app.include_router(custom_model_shares.router)
     app.include_router(health.router)
     app.include_router(images.router)
     app.include_router(jobs.router)
     app.include_router(storage.router)
     app.include_router(outputs.router)
+    app.include_router(projects.router)
+    app.include_router(job_history.router)
+    app.include_router(ui.router)
+    app.mount("/ui/static", ui.static_files, name="ui-static")
     app.add_middleware(RequestContext, max_body_bytes=settings.max_request_bytes, metrics=runtime.metrics)
     return app

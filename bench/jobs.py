@@ -1,0 +1,267 @@
+"""Benchmark of generation jobs against the engine called directly, measured in the same run.
+
+Starts `ember serve` (its own local Ray, one engine worker) on a temporary data directory seeded with five
+organizations, then prints:
+  1. one job end to end (submit → succeeded, polled every 25 ms) over the engine's direct `generate` with the
+     same inputs (target ≤ 1.15 on tiny);
+  2. N jobs from 5 organizations submitted at once: throughput over a direct engine loop (target ≥ 0.9);
+     completion is read from the database, so waiting puts no load on the API;
+  3. status-poll latency at a fixed rate while a further batch of jobs runs, against the same rate on an idle
+     server (the poller shares the machine's CPUs with the worker).
+
+    .venv/bin/python bench/jobs.py [--jobs 50] [--poll-rate 200] [--poll-jobs 10] [--size 1024] [--repeats 5]
+                                   [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from ember.config import Settings
+from ember.identity import ClientCredentials, create_client
+from ember.store.database import migrate, open_engine, session_factory, transaction
+from ember.store.tables import Job, JobState
+
+SCOPE = "openid,AdobeID,firefly_api,ff_apis"
+ORGS = 5
+POLL_S = 0.025  # how often the single-job client polls status
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def seed_clients(data_dir: Path) -> list[ClientCredentials]:
+    engine = open_engine(Settings(data_dir=data_dir).database_url)
+    migrate(engine)
+    with transaction(session_factory(engine)) as session:
+        clients = [create_client(session, f"bench-{index}") for index in range(ORGS)]
+    engine.dispose()
+    return clients
+
+
+def start_server(data_dir: Path, model_dir: Path, port: int, threads: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "EMBER_MODEL_DIR": str(model_dir),
+        "EMBER_RAY_NUM_CPUS": str(max(2, threads)),
+        "EMBER_ENGINE_WORKER_NUM_CPUS": str(threads),
+        "EMBER_RATE_LIMIT_PER_MINUTE": "0",
+        "EMBER_RATE_LIMIT_PER_DAY": "0",
+        "EMBER_LOG_LEVEL": "warning",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("EMBER_DATA_DIR", None)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ember"), "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the server did not start")
+
+
+def headers_for(base: str, credentials: ClientCredentials) -> dict[str, str]:
+    token = httpx.post(f"{base}/ims/token/v3", data={
+        "grant_type": "client_credentials", "client_id": credentials.client_id,
+        "client_secret": credentials.client_secret, "scope": SCOPE,
+    }).json()["access_token"]
+    return {"Authorization": f"Bearer {token}", "x-api-key": credentials.client_id}
+
+
+def body_for(index: int, size: int) -> dict[str, Any]:
+    return {"prompt": f"a red cube number {index}", "seeds": [index + 1], "size": {"width": size, "height": size}}
+
+
+def one_job(client: httpx.Client, headers: dict[str, str], body: dict[str, Any]) -> tuple[float, str]:
+    started = time.perf_counter()
+    accepted = client.post("/v3/images/generate-async", json=body, headers=headers)
+    accepted.raise_for_status()
+    job_id = accepted.json()["jobId"]
+    while True:
+        status = client.get(f"/v3/status/{job_id}", headers=headers).json()
+        if status["status"] == "succeeded":
+            return time.perf_counter() - started, job_id
+        if status["status"] in ("failed", "cancelled", "timeout"):
+            raise SystemExit(f"job ended as {status}")
+        time.sleep(POLL_S)
+
+
+def direct_engine(model_dir: Path, threads: int) -> Any:
+    import torch
+
+    from ember.engine.generate import Engine
+
+    torch.set_num_threads(threads)
+    engine = Engine(model_dir)
+    engine.pipeline("tiny")
+    return engine
+
+
+def direct_request(index: int, size: int) -> Any:
+    from ember.engine.types import GenerationRequest
+
+    return GenerationRequest(base_model="tiny", prompt=f"a red cube number {index}", seeds=[index + 1],
+                             width=size, height=size, mimetype="image/jpeg")
+
+
+async def poll_at_rate(base: str, headers: dict[str, str], job_ids: list[str], rate: float,
+                       until: asyncio.Event | None, seconds: float) -> list[float]:
+    """Open-loop polling: one status request every 1/rate s whatever the answers' speed."""
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=base, timeout=30,
+                                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)) as client:
+        async def poll(job_id: str) -> None:
+            started = time.perf_counter()
+            response = await client.get(f"/v3/status/{job_id}", headers=headers)
+            if response.status_code == 200:
+                latencies.append(time.perf_counter() - started)
+
+        tasks = []
+        start = time.perf_counter()
+        count = 0
+        while (until is None or not until.is_set()) and time.perf_counter() - start < seconds:
+            tasks.append(asyncio.create_task(poll(job_ids[count % len(job_ids)])))
+            count += 1
+            delay = start + count / rate - time.perf_counter()
+            await asyncio.sleep(max(0.0, delay))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
+
+
+def final_count(data_dir: Path, job_ids: list[str]) -> int:
+    """Jobs of `job_ids` in a final state, read from the database (so waiting adds no load on the API)."""
+    engine = open_engine(Settings(data_dir=data_dir).database_url)
+    try:
+        with session_factory(engine)() as session:
+            states = session.scalars(select(Job.state).where(Job.id.in_(job_ids))).all()
+    finally:
+        engine.dispose()
+    failed = [state for state in states if state in (JobState.failed, JobState.cancelled, JobState.timeout)]
+    if failed:
+        raise SystemExit(f"jobs ended as {failed}")
+    return sum(state is JobState.succeeded for state in states)
+
+
+async def submit_jobs(client: httpx.AsyncClient, org_headers: list[dict[str, str]], count: int,
+                      size: int) -> list[tuple[int, str]]:
+    """`count` jobs from the organizations in turn, all submitted at once; (org index, job id) each."""
+    responses = await asyncio.gather(*(
+        client.post("/v3/images/generate-async", json=body_for(index, size), headers=org_headers[index % ORGS])
+        for index in range(count)
+    ))
+    return [(index % ORGS, response.json()["jobId"]) for index, response in enumerate(responses)]
+
+
+async def batch(base: str, data_dir: Path, org_headers: list[dict[str, str]], count: int, size: int,
+                poll_rate: float | None) -> tuple[float, list[float]]:
+    """Seconds from the first submission to the last success; with `poll_rate`, status latencies meanwhile."""
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        started = time.perf_counter()
+        jobs = await submit_jobs(client, org_headers, count, size)
+        job_ids = [job_id for _, job_id in jobs]
+        done = asyncio.Event()
+        poller = None
+        if poll_rate:
+            mine = [job_id for org, job_id in jobs if org == 0]
+            poller = asyncio.create_task(poll_at_rate(base, org_headers[0], mine, poll_rate, done, 3600))
+        while await asyncio.to_thread(final_count, data_dir, job_ids) < count:
+            await asyncio.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        done.set()
+        return elapsed, (await poller if poller is not None else [])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=50)
+    parser.add_argument("--poll-rate", type=float, default=200.0)
+    parser.add_argument("--size", type=int, default=1024, choices=(1024, 2048))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--poll-jobs", type=int, default=10, help="Jobs running while status is polled.")
+    parser.add_argument("--threads", type=int, default=1, help="Torch threads of the worker and of the baseline.")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ember-bench-jobs-") as tmp:
+        data_dir, model_dir = Path(tmp) / "data", Path(tmp) / "models"
+        from ember.engine.models import resolve_model_path
+        from ember.engine.registry import get_base_model
+
+        resolve_model_path(get_base_model("tiny"), model_dir)
+        clients = seed_clients(data_dir)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = start_server(data_dir, model_dir, port, args.threads)
+        try:
+            org_headers = [headers_for(base, credentials) for credentials in clients]
+            with httpx.Client(base_url=base, timeout=60) as client:
+                _, warm_job = one_job(client, org_headers[0], body_for(0, args.size))  # loads the base model
+                job_times = [one_job(client, org_headers[0], body_for(0, args.size))[0] for _ in range(args.repeats)]
+            idle_ids = [warm_job]
+            idle_polls = asyncio.run(poll_at_rate(base, org_headers[0], idle_ids, args.poll_rate, None, 5.0))
+            batch_s, _ = asyncio.run(batch(base, data_dir, org_headers, args.jobs, args.size, None))
+            _, busy_polls = asyncio.run(batch(base, data_dir, org_headers, args.poll_jobs, args.size, args.poll_rate))
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+        engine = direct_engine(model_dir, args.threads)
+        engine.generate(direct_request(0, args.size))
+        direct_times = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            engine.generate(direct_request(0, args.size))
+            direct_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for index in range(args.jobs):
+            engine.generate(direct_request(index, args.size))
+        direct_batch_s = time.perf_counter() - started
+
+    job_median, direct_median = statistics.median(job_times), statistics.median(direct_times)
+    report = {
+        "single_job": {"job_s": round(job_median, 3), "direct_s": round(direct_median, 3),
+                       "ratio": round(job_median / direct_median, 3), "target": "<= 1.15"},
+        "throughput": {"jobs": args.jobs, "orgs": ORGS, "jobs_per_s": round(args.jobs / batch_s, 3),
+                       "direct_per_s": round(args.jobs / direct_batch_s, 3),
+                       "ratio": round(direct_batch_s / batch_s, 3), "target": ">= 0.9"},
+        "status_poll": {"rate_per_s": args.poll_rate, "jobs_running": args.poll_jobs,
+                        "busy_p50_ms": round(percentile(busy_polls, 0.5), 2),
+                        "busy_p99_ms": round(percentile(busy_polls, 0.99), 2),
+                        "idle_p50_ms": round(percentile(idle_polls, 0.5), 2),
+                        "idle_p99_ms": round(percentile(idle_polls, 0.99), 2), "busy_polls": len(busy_polls),
+                        "ratio_p99": round(percentile(busy_polls, 0.99) / percentile(idle_polls, 0.99), 3)},
+        "size": args.size,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

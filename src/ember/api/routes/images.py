@@ -1,0 +1,144 @@
+"""Image generation: `POST /v3/images/generate-async` (a job), `POST /v3/images/generate` (waits for it)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header
+
+from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep, require_json
+from ember.api.errors import ApiError
+from ember.api.routes.jobs import url_signer
+from ember.api.runtime import Runtime
+from ember.api.schemas import ErrorBody
+from ember.jobs.dispatch import EngineUnavailable
+from ember.jobs.records import FINAL_STATES, CancelRefused, create_job, current_state, request_cancel
+from ember.jobs.submission import InvalidGeneration, Submission, prepare
+from ember.jobs.views import generation_result
+from ember.jobs.wire import GenerateImagesRequest, GenerationResult, JobAccepted
+from ember.store.database import transaction
+from ember.store.tables import Job, JobKind, JobState
+
+router = APIRouter(prefix="/v3/images", tags=["images"])
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 403, 408, 415, 422, 429, 503)
+}
+SYNC_POLL_S = 0.05
+ModelVersionHeader = Annotated[str | None, Header(alias="x-model-version")]
+MimetypeHeader = Annotated[str | None, Header(alias="x-accept-mimetype")]
+
+
+def _engine_unavailable() -> ApiError:
+    return ApiError(503, "service_unavailable", "No engine workers are available to generate images.")
+
+
+def _submit(
+    runtime: Runtime,
+    principal: PrincipalDep,
+    session: SessionDep,
+    body: GenerateImagesRequest,
+    model_version: str | None,
+    mimetype: str | None,
+) -> str:
+    """Validate, record the job, commit, then hand its id to the workers. Returns the job id."""
+    try:
+        submission: Submission = prepare(session, runtime.settings, principal.viewer, body, model_version, mimetype)
+    except InvalidGeneration as invalid:
+        raise ApiError(
+            422, "validation_error", "Request validation failed.", validation_errors=invalid.errors
+        ) from None
+    if not runtime.dispatcher.accepting:
+        raise _engine_unavailable()
+    job = create_job(
+        session,
+        org_id=principal.org_id,
+        client_pk=principal.client_pk,
+        kind=JobKind.generate,
+        request=submission.spec,
+        custom_model_id=submission.custom_model_id,
+    )
+    session.commit()  # the row must exist before any worker looks for it
+    try:
+        runtime.dispatcher.submit(job.id, submission.lora_key)
+    except EngineUnavailable:
+        raise _engine_unavailable() from None
+    return job.id
+
+
+@router.post(
+    "/generate-async",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(require_json)],
+    summary="Generate images asynchronously (returns a job)",
+)
+def generate_async(
+    body: GenerateImagesRequest,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    base_url: BaseUrlDep,
+    model_version: ModelVersionHeader = None,
+    mimetype: MimetypeHeader = None,
+) -> JobAccepted:
+    job_id = _submit(runtime, principal, session, body, model_version, mimetype)
+    return JobAccepted(
+        jobId=job_id, statusUrl=f"{base_url}/v3/status/{job_id}", cancelUrl=f"{base_url}/v3/cancel/{job_id}"
+    )
+
+
+@router.get("/generate-async", include_in_schema=False)
+async def generate_async_needs_post() -> None:
+    raise ApiError(
+        405,
+        "method_not_allowed",
+        "Use POST to submit a generation request to /v3/images/generate-async.",
+        headers={"allow": "POST"},
+    )
+
+
+@router.post(
+    "/generate",
+    response_model=GenerationResult,
+    response_model_exclude_none=True,
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(require_json)],
+    summary="Generate images and wait for them (small requests)",
+)
+def generate(
+    body: GenerateImagesRequest,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    base_url: BaseUrlDep,
+    model_version: ModelVersionHeader = None,
+    mimetype: MimetypeHeader = None,
+) -> GenerationResult:
+    job_id = _submit(runtime, principal, session, body, model_version, mimetype)
+    deadline = time.monotonic() + runtime.settings.sync_generate_timeout_s
+    while True:
+        with runtime.sessions() as poll:
+            state = current_state(poll, job_id)
+        if state in FINAL_STATES or time.monotonic() >= deadline:
+            break
+        time.sleep(SYNC_POLL_S)
+    with transaction(runtime.sessions) as finished:
+        job = finished.get(Job, job_id, populate_existing=True)
+        assert job is not None
+        if job.state not in FINAL_STATES:
+            try:
+                request_cancel(finished, job)  # nobody waits for these images any more
+            except CancelRefused:
+                pass  # it ended on its own meanwhile; the caller still gets the timeout it was promised
+            raise ApiError(408, "timeout_error", "The images were not ready in time; use generate-async.")
+        if job.state is JobState.succeeded and job.result is not None:
+            return generation_result(job.result, url_signer(runtime, base_url))
+        if job.state is JobState.timeout:
+            raise ApiError(408, "timeout_error", job.message or "The job ran past its time limit.")
+        if job.error_code == "invalid_request":
+            raise ApiError(400, "bad_request", job.message or "The request could not be carried out.")
+        if job.state is JobState.cancelled:
+            raise ApiError(409, "job_cancelled", job.message or "The job was cancelled.")
+        raise ApiError(500, "runtime_error", job.message or "The generation failed.")

@@ -1,0 +1,1 @@
+"""Jobs: the generation request on the wire, job rows and their states, dispatch over Ray, recovery."""

@@ -1,0 +1,258 @@
+"""Job rows and their state machine: every change is one conditional UPDATE, so racing writers cannot undo
+each other (a cancel against a finishing worker, two workers claiming one job, the reaper against both)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from ember.store.tables import Job, JobKind, JobState, utcnow
+
+ACTIVE_STATES = frozenset({JobState.pending, JobState.running, JobState.cancel_pending})
+FINAL_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled, JobState.timeout})
+# The reaper and start-up recovery act on generation jobs only; training has its own limits and checkpoints.
+IS_GENERATION = Job.kind == JobKind.generate
+FINAL_MESSAGES = {
+    JobState.cancelled: ("cancelled", "The job was cancelled."),
+    JobState.timeout: ("job_timeout", "The job ran past its time limit."),
+}
+
+
+class CancelRefused(Exception):
+    """The job's state does not allow a cancel; carries the HTTP status and Firefly error code."""
+
+    def __init__(self, status_code: int, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_code = error_code
+        self.message = message
+
+
+def job_host() -> str:
+    """The `<host>` part of job ids: this machine's name, reduced to characters safe in a URN and a URL."""
+    name = "".join(ch for ch in socket.gethostname().lower() if ch.isalnum() or ch == "-")
+    return name or "ember"
+
+
+def new_job_id(host: str) -> str:
+    return f"urn:ff:jobs:{host}:{uuid.uuid4()}"
+
+
+def create_job(
+    session: Session,
+    *,
+    org_id: uuid.UUID,
+    client_pk: uuid.UUID | None,
+    kind: JobKind,
+    request: dict[str, Any],
+    custom_model_id: uuid.UUID | None = None,
+) -> Job:
+    job = Job(
+        id=new_job_id(job_host()),
+        org_id=org_id,
+        client_id=client_pk,
+        kind=kind,
+        state=JobState.pending,
+        progress=0,
+        request=request,
+        custom_model_id=custom_model_id,
+        attempts=0,
+        created_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def find_job(session: Session, job_id: str, org_id: uuid.UUID) -> Job | None:
+    """The job if it belongs to `org_id`; a foreign job is as unknown as a missing one."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None or job.org_id != org_id:
+        return None
+    return job
+
+
+def _transition(session: Session, job_id: str, from_states: set[JobState], **values: Any) -> bool:
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.state.in_(from_states)).values(**values)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def request_cancel(session: Session, job: Job) -> JobState:
+    """Cancel a job: a pending one at once, a running one at its next step. Returns the state it is left in."""
+    now = utcnow()
+    code, message = FINAL_MESSAGES[JobState.cancelled]
+    if _transition(
+        session, job.id, {JobState.pending}, state=JobState.cancelled, finished_at=now, error_code=code,
+        message=message,
+    ):
+        return JobState.cancelled
+    if _transition(session, job.id, {JobState.running}, state=JobState.cancel_pending):
+        return JobState.cancel_pending
+    current = session.scalar(select(Job.state).where(Job.id == job.id))
+    if current in (JobState.cancel_pending, JobState.cancelled):
+        raise CancelRefused(409, "job_already_canceled", "The job has already been cancelled.")
+    if current is JobState.succeeded:
+        raise CancelRefused(409, "job_completed", "The job has already completed.")
+    if current is JobState.timeout:
+        raise CancelRefused(410, "job_timeout", "The job has already timed out.")
+    raise CancelRefused(409, "job_cancel_failed", "The job has already failed and cannot be cancelled.")
+
+
+def claim(session: Session, job_id: str, worker_id: str) -> bool:
+    """pending → running for exactly one worker; a job cancelled or claimed meanwhile is left alone."""
+    now = utcnow()
+    return _transition(
+        session, job_id, {JobState.pending}, state=JobState.running, worker_id=worker_id, started_at=now,
+        heartbeat_at=now, attempts=Job.attempts + 1, progress=0,
+    )
+
+
+def record_progress(session: Session, job_id: str, progress: int) -> None:
+    _transition(session, job_id, {JobState.running}, progress=progress, heartbeat_at=utcnow())
+
+
+def record_heartbeat(session: Session, job_id: str) -> None:
+    _transition(session, job_id, {JobState.running, JobState.cancel_pending}, heartbeat_at=utcnow())
+
+
+def current_state(session: Session, job_id: str) -> JobState | None:
+    return session.scalar(select(Job.state).where(Job.id == job_id))
+
+
+def stored_request(session: Session, job_id: str) -> dict[str, Any]:
+    request = session.scalar(select(Job.request).where(Job.id == job_id))
+    return dict(request or {})
+
+
+def should_stop(session: Session, job_id: str) -> bool:
+    """True once the job is no longer plainly running: cancel requested, timed out or taken back."""
+    return current_state(session, job_id) is not JobState.running
+
+
+def succeed(session: Session, job_id: str, result: dict[str, Any]) -> bool:
+    return _transition(
+        session, job_id, {JobState.running}, state=JobState.succeeded, progress=100, result=result,
+        finished_at=utcnow(), heartbeat_at=utcnow(),
+    )
+
+
+def confirm_cancelled(session: Session, job_id: str) -> bool:
+    code, message = FINAL_MESSAGES[JobState.cancelled]
+    return _transition(
+        session, job_id, {JobState.cancel_pending, JobState.running}, state=JobState.cancelled,
+        finished_at=utcnow(), error_code=code, message=message,
+    )
+
+
+def fail(session: Session, job_id: str, error_code: str, message: str) -> bool:
+    """Any active job → failed (a cancel already asked for still ends as cancelled)."""
+    if _transition(session, job_id, {JobState.cancel_pending}, state=JobState.cancelled, finished_at=utcnow(),
+                   error_code=FINAL_MESSAGES[JobState.cancelled][0], message=FINAL_MESSAGES[JobState.cancelled][1]):
+        return True
+    return _transition(
+        session, job_id, {JobState.pending, JobState.running}, state=JobState.failed, finished_at=utcnow(),
+        error_code=error_code, message=message,
+    )
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What one pass of the reaper changed: jobs to dispatch again, and how many it ended."""
+
+    redispatch: list[str]
+    timed_out: int
+    failed: int
+    cancelled: int
+
+
+def sweep(
+    session: Session,
+    *,
+    now: datetime,
+    job_timeout_s: float,
+    heartbeat_timeout_s: float,
+    max_attempts: int,
+    dispatched: set[str],
+    pending_grace_s: float,
+) -> Sweep:
+    """End generation jobs past their time limit; take back jobs whose worker went silent (dispatch again, or
+    fail them once they used their attempts); find pending jobs nobody carries. `dispatched` are the jobs this process
+    handed to Ray that are still in flight; a pending job younger than `pending_grace_s` may be in flight from
+    another API replica."""
+    deadline = now - timedelta(seconds=job_timeout_s)
+    silent = now - timedelta(seconds=heartbeat_timeout_s)
+    code, message = FINAL_MESSAGES[JobState.timeout]
+    timed_out = session.execute(
+        update(Job)
+        .where(IS_GENERATION, Job.state.in_(ACTIVE_STATES), Job.created_at < deadline)
+        .values(state=JobState.timeout, finished_at=now, error_code=code, message=message)
+    )
+    cancel_code, cancel_message = FINAL_MESSAGES[JobState.cancelled]
+    cancelled = session.execute(
+        update(Job)
+        .where(
+            IS_GENERATION, Job.state == JobState.cancel_pending,
+            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < silent),
+        )
+        .values(state=JobState.cancelled, finished_at=now, error_code=cancel_code, message=cancel_message)
+    )
+    failed = session.execute(
+        update(Job)
+        .where(IS_GENERATION, Job.state == JobState.running, Job.heartbeat_at < silent, Job.attempts >= max_attempts)
+        .values(
+            state=JobState.failed, finished_at=now, error_code="worker_lost",
+            message=f"The engine worker running this job stopped responding ({max_attempts} attempts).",
+        )
+    )
+    lost = list(
+        session.scalars(
+            select(Job.id).where(IS_GENERATION, Job.state == JobState.running, Job.heartbeat_at < silent)
+        )
+    )
+    for job_id in lost:
+        _transition(session, job_id, {JobState.running}, state=JobState.pending, worker_id=None)
+    settled = now - timedelta(seconds=pending_grace_s)
+    waiting = [
+        job_id
+        for job_id in session.scalars(
+            select(Job.id)
+            .where(IS_GENERATION, Job.state == JobState.pending, or_(Job.created_at < settled, Job.id.in_(lost)))
+            .order_by(Job.created_at)
+        )
+        if job_id not in dispatched
+    ]
+    return Sweep(
+        redispatch=waiting,
+        timed_out=int(getattr(timed_out, "rowcount", 0)),
+        failed=int(getattr(failed, "rowcount", 0)),
+        cancelled=int(getattr(cancelled, "rowcount", 0)),
+    )
+
+
+def reset_orphans(session: Session, *, max_attempts: int) -> None:
+    """At start-up with a Ray this process owns, no earlier worker can still be alive: running jobs go back
+    to pending (or fail once out of attempts) and cancel requests end as cancelled."""
+    now = utcnow()
+    code, message = FINAL_MESSAGES[JobState.cancelled]
+    session.execute(
+        update(Job).where(IS_GENERATION, Job.state == JobState.cancel_pending)
+        .values(state=JobState.cancelled, finished_at=now, error_code=code, message=message)
+    )
+    session.execute(
+        update(Job).where(IS_GENERATION, Job.state == JobState.running, Job.attempts >= max_attempts)
+        .values(
+            state=JobState.failed, finished_at=now, error_code="worker_lost",
+            message=f"The server stopped while this job ran ({max_attempts} attempts).",
+        )
+    )
+    session.execute(
+        update(Job).where(IS_GENERATION, Job.state == JobState.running).values(state=JobState.pending, worker_id=None)
+    )

@@ -1,0 +1,214 @@
+"""Wire shapes of image generation and the job API (SPEC §3), with every per-field rule of the request."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MODEL_VERSIONS = ("image3", "image3_custom", "image4_standard", "image4_ultra", "image4_custom")
+DEFAULT_MODEL_VERSION = "image3"
+OUTPUT_MIMETYPES = ("image/jpeg", "image/png", "image/webp")
+DEFAULT_MIMETYPE = "image/jpeg"
+SUPPORTED_SIZES = (
+    (2048, 2048), (1024, 1024), (2304, 1792), (1792, 2304), (2688, 1536), (2688, 1512),
+    (1344, 768), (1344, 756), (1152, 896), (896, 1152), (1440, 2560),
+)
+DEFAULT_SIZE = (2048, 2048)
+MAX_SEED = 2**31 - 1
+MAX_VARIATIONS = 4
+LOCALE = re.compile(r"^[a-z]{2}-[A-Z]{2}$")
+# The Firefly style preset ids of SPEC §6; a test keeps this list equal to the engine's phrase table (the API
+# may not import the engine).
+STYLE_PRESET_IDS: frozenset[str] = frozenset((
+    'graphic', 'wireframe', 'vector_look', 'bw', 'cool_colors', 'golden', 'monochromatic', 'muted_color',
+    'pastel_color', 'toned_image', 'vibrant_colors', 'warm_tone', 'closeup', 'knolling',
+    'landscape_photography', 'macrophotography', 'photographed_through_window', 'shallow_depth_of_field',
+    'shot_from_above', 'shot_from_below', 'surface_detail', 'wide_angle', 'beautiful', 'bohemian',
+    'chaotic', 'dais', 'divine', 'eclectic', 'futuristic', 'kitschy', 'nostalgic', 'simple',
+    'antique_photo', 'bioluminescent', 'bokeh', 'color_explosion', 'dark', 'faded_image', 'fisheye',
+    'gomori_photography', 'grainy_film', 'iridescent', 'isometric', 'misty', 'neon',
+    'otherworldly_depiction', 'ultraviolet', 'underwater', 'backlighting', 'dramatic_light', 'golden_hour',
+    'harsh_light', 'long', 'low_lighting', 'multiexposure', 'studio_light', 'surreal_lighting',
+    '3d_patterns', 'charcoal', 'claymation', 'fabric', 'fur', 'guilloche_patterns', 'layered_paper',
+    'marble_sculpture', 'made_of_metal', 'origami', 'paper_mache', 'polka', 'strange_patterns',
+    'wood_carving', 'yarn', 'art_deco', 'art_nouveau', 'baroque', 'bauhaus', 'constructivism', 'cubism',
+    'cyberpunk', 'fantasy', 'fauvism', 'film_noir', 'glitch_art', 'impressionism', 'industrialism',
+    'maximalism', 'minimalism', 'modern_art', 'modernism', 'neo', 'pointillism', 'psychedelic',
+    'science_fiction', 'steampunk', 'surrealism', 'synthetism', 'synthwave', 'vaporwave', 'acrylic_paint',
+    'bold_lines', 'chiaroscuro', 'color_shift_art', 'daguerreotype', 'digital_fractal', 'doodle_drawing',
+    'double_exposure_portrait', 'fresco', 'geometric_pen', 'halftone', 'ink', 'light_painting',
+    'line_drawing', 'linocut', 'oil_paint', 'paint_spattering', 'painting', 'palette_knife',
+    'photo_manipulation', 'scribble_texture', 'sketch', 'splattering', 'stippling_drawing', 'watercolor',
+    '3d', 'anime', 'cartoon', 'cinematic', 'comic_book', 'concept_art', 'cyber_matrix', 'digital_art',
+    'flat_design', 'geometric', 'glassmorphism', 'glitch_graphic', 'graffiti', 'hyper_realistic',
+    'interior_design', 'line_gradient', 'low_poly', 'newspaper_collage', 'optical_illusion',
+    'pattern_pixel', 'pixel_art', 'pop_art', 'product_photo', 'psychedelic_background',
+    'psychedelic_wonderland', 'scandinavian', 'splash_images', 'stamp', 'trompe_loeil',
+))
+
+
+class StrictWire(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Size(StrictWire):
+    width: int
+    height: int
+
+    @model_validator(mode="after")
+    def _supported(self) -> Size:
+        if (self.width, self.height) not in SUPPORTED_SIZES:
+            listed = ", ".join(f"{w}x{h}" for w, h in SUPPORTED_SIZES)
+            raise ValueError(f"size {self.width}x{self.height} is not supported; use one of {listed}")
+        return self
+
+
+class ImageSource(StrictWire):
+    upload_id: str | None = Field(None, alias="uploadId")
+    url: str | None = Field(None, pattern=r"^https?://")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ImageSource:
+        if (self.upload_id is None) == (self.url is None):
+            raise ValueError("give exactly one of uploadId or url")
+        return self
+
+
+class ImageReference(StrictWire):
+    source: ImageSource
+
+
+class Style(StrictWire):
+    presets: list[str] = Field(default_factory=list)
+    strength: int = Field(50, ge=1, le=100)
+    image_reference: ImageReference | None = Field(None, alias="imageReference")
+
+    @field_validator("presets")
+    @classmethod
+    def _known_unique(cls, presets: list[str]) -> list[str]:
+        unknown = [preset for preset in presets if preset not in STYLE_PRESET_IDS]
+        if unknown:
+            raise ValueError(f"unknown style presets: {', '.join(unknown)}")
+        if len(set(presets)) != len(presets):
+            raise ValueError("style presets must be unique")
+        return presets
+
+
+class Structure(StrictWire):
+    strength: int = Field(50, ge=0, le=100)
+    image_reference: ImageReference = Field(alias="imageReference")
+
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
+
+
+class GenerateImagesRequest(StrictWire):
+    """The body of generate-async and generate; unknown fields are rejected."""
+
+    prompt: str = Field(min_length=1, max_length=1024)
+    negative_prompt: str | None = Field(None, alias="negativePrompt", max_length=1024)
+    num_variations: int | None = Field(None, alias="numVariations", ge=1, le=MAX_VARIATIONS, strict=True)
+    seeds: list[Seed] | None = Field(None, min_length=1, max_length=MAX_VARIATIONS)
+    size: Size | None = None
+    content_class: Literal["photo", "art"] | None = Field(None, alias="contentClass")
+    visual_intensity: int | None = Field(None, alias="visualIntensity", ge=2, le=10, strict=True)
+    style: Style | None = None
+    structure: Structure | None = None
+    prompt_biasing_locale_code: str | None = Field(
+        None, alias="promptBiasingLocaleCode", pattern=LOCALE.pattern
+    )
+    custom_model_id: str | None = Field(None, alias="customModelId", min_length=1)
+    upsampler_type: Literal["default", "low_creativity"] | None = Field(None, alias="upsamplerType")
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("prompt must not be blank")
+        return prompt
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be unique")
+        return seeds
+
+
+def field_error(loc: list[str | int], msg: str, type_: str = "value_error") -> dict[str, Any]:
+    return {"loc": loc, "msg": msg, "type": type_}
+
+
+def cross_field_errors(body: GenerateImagesRequest, model_version: str) -> list[dict[str, Any]]:
+    """The rules that tie fields (and the model version header) together."""
+    errors: list[dict[str, Any]] = []
+    if body.seeds is not None and body.num_variations is not None and body.num_variations != len(body.seeds):
+        errors.append(field_error(["body", "numVariations"], "numVariations must equal the number of seeds"))
+    custom = model_version.endswith("_custom")
+    if custom and body.custom_model_id is None:
+        errors.append(field_error(["body", "customModelId"], f"{model_version} requires customModelId", "missing"))
+    if body.custom_model_id is not None and not custom:
+        errors.append(
+            field_error(["header", "x-model-version"], "customModelId requires a *_custom x-model-version")
+        )
+    if body.upsampler_type is not None and model_version != "image4_custom":
+        errors.append(field_error(["body", "upsamplerType"], "upsamplerType is only accepted with image4_custom"))
+    return errors
+
+
+class JobAccepted(BaseModel):
+    jobId: str
+    statusUrl: str
+    cancelUrl: str
+
+
+class OutputImage(BaseModel):
+    url: str
+
+
+class Output(BaseModel):
+    seed: int
+    image: OutputImage
+
+
+class ResultSize(BaseModel):
+    width: int
+    height: int
+
+
+class JobWarning(BaseModel):
+    code: str
+    message: str
+
+
+class GenerationResult(BaseModel):
+    size: ResultSize
+    outputs: list[Output]
+    contentClass: str | None = None
+    warnings: list[JobWarning] | None = None
+
+
+class JobStatus(BaseModel):
+    """pending/running: jobId, status, progress; succeeded: + result; failed/cancelled/timeout: + error."""
+
+    jobId: str
+    status: str
+    progress: int | None = None
+    result: GenerationResult | dict[str, Any] | None = None
+    error_code: str | None = None
+    message: str | None = None
+
+
+class CancelAccepted(BaseModel):
+    jobId: str
+    status: str
+
+
+class UploadedImage(BaseModel):
+    id: str
+
+
+class UploadResponse(BaseModel):
+    images: list[UploadedImage]

@@ -1,0 +1,229 @@
+"""The engine worker: a long-lived Ray actor that holds the engine (base pipelines and a LoRA LRU), claims
+jobs by id, writes their progress, state and heartbeat to the database itself, and stores signed outputs.
+
+Importing this module is cheap; torch is imported when an actor starts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ember.blobs import BlobStore, open_blob_store
+from ember.jobs import records
+from ember.provenance import Origin, SigningChain, load_or_create_chain, sign_image
+from ember.store.database import open_engine, session_factory, transaction
+
+log = logging.getLogger("ember.jobs.worker")
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+MAX_REFERENCE_BYTES = 15 * 1024 * 1024
+PROGRESS_INTERVAL_S = 0.25
+CONCURRENT_JOBS = 2
+
+
+class ReferenceUnavailable(Exception):
+    """A style or structure reference image could not be read."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs to know, as plain values (it may run on another machine)."""
+
+    database_url: str
+    blob_url: str
+    model_dir: str
+    data_dir: str
+    lora_cache_size: int = 8
+    torch_threads: int = 1
+    heartbeat_interval_s: float = 2.0
+
+
+def output_key(job_id: str, index: int, seed: int, mimetype: str) -> str:
+    return f"outputs/{job_id.rsplit(':', 1)[-1]}/{index}-{seed}.{EXTENSIONS[mimetype]}"
+
+
+class EngineWorker:
+    """One engine per actor. Ray runs up to CONCURRENT_JOBS calls at once: the engine denoises one job at a
+    time (it holds a lock), so while one job denoises the previous one is signed and stored."""
+
+    def __init__(self, config: WorkerConfig, worker_id: str) -> None:
+        import torch
+
+        from ember.engine.generate import Engine
+
+        torch.set_num_threads(max(1, config.torch_threads))
+        self.config = config
+        self.worker_id = worker_id
+        self.database = open_engine(config.database_url)
+        self.sessions = session_factory(self.database)
+        self.blobs: BlobStore = open_blob_store(config.blob_url)
+        self.engine = Engine(Path(config.model_dir), lora_cache_size=config.lora_cache_size)
+        self.chain: SigningChain = load_or_create_chain(Path(config.data_dir))
+        self.lora_dir = Path(config.data_dir) / "cache" / "loras"
+        self._current: set[str] = set()
+        self._beating = threading.Thread(target=self._heartbeat_loop, name="ember-heartbeat", daemon=True)
+        self._beating.start()
+
+    def ready(self) -> str:
+        return self.worker_id
+
+    def warm(self, base_model: str) -> None:
+        """Load a base model now, so the first job does not pay for it."""
+        self.engine.pipeline(base_model)
+
+    def loaded_loras(self) -> list[str]:
+        return self.engine.loaded_loras()
+
+    def run(self, job_id: str) -> str:
+        """Carry one job to a final state; returns that state (or "skipped" when another worker has it)."""
+        with transaction(self.sessions) as session:
+            if not records.claim(session, job_id, self.worker_id):
+                return "skipped"
+            spec = records.stored_request(session, job_id)
+        self._current.add(job_id)
+        try:
+            return self._generate(job_id, spec)
+        finally:
+            self._current.discard(job_id)
+
+    def _generate(self, job_id: str, spec: dict[str, Any]) -> str:
+        from ember.engine.types import Cancelled, EngineError, Progress
+
+        last_written = 0.0
+
+        def on_progress(event: Progress) -> None:
+            # Written at most every PROGRESS_INTERVAL_S: a commit per step would cost more than a tiny step.
+            nonlocal last_written
+            now = time.monotonic()
+            if now - last_written < PROGRESS_INTERVAL_S:
+                return
+            last_written = now
+            with transaction(self.sessions) as session:
+                records.record_progress(session, job_id, min(99, int(100 * event.step / max(1, event.total))))
+
+        def should_cancel() -> bool:
+            with self.sessions() as session:
+                return records.should_stop(session, job_id)
+
+        stored: list[str] = []
+        try:
+            request = self._generation_request(spec)
+            images = self.engine.generate(request, progress=on_progress, should_cancel=should_cancel)
+            origin = Origin(base_model=spec["baseModel"], custom_models=tuple(spec.get("customModels", ())))
+            outputs = []
+            for index, image in enumerate(images):
+                if should_cancel():
+                    raise Cancelled("cancelled while storing outputs")
+                key = output_key(job_id, index, image.seed, image.mimetype)
+                self.blobs.put(key, sign_image(image.data, image.mimetype, origin, self.chain), image.mimetype)
+                stored.append(key)
+                outputs.append({"seed": image.seed, "key": key, "mimetype": image.mimetype})
+            result: dict[str, Any] = {
+                "size": {"width": spec["width"], "height": spec["height"]},
+                "outputs": outputs,
+            }
+            if spec.get("contentClass"):
+                result["contentClass"] = spec["contentClass"]
+            if spec.get("warnings"):
+                result["warnings"] = spec["warnings"]
+            with transaction(self.sessions) as session:
+                if records.succeed(session, job_id, result):
+                    return "succeeded"
+            raise Cancelled("stopped before the result was recorded")
+        except Cancelled:
+            self._discard(stored)
+            with transaction(self.sessions) as session:
+                records.confirm_cancelled(session, job_id)
+                return str(records.current_state(session, job_id))
+        except (EngineError, ReferenceUnavailable) as error:
+            self._discard(stored)
+            with transaction(self.sessions) as session:
+                records.fail(session, job_id, "invalid_request", str(error))
+            return "failed"
+        except Exception as error:  # a job must end in a state, whatever went wrong
+            log.exception("job %s failed", job_id)
+            self._discard(stored)
+            with transaction(self.sessions) as session:
+                records.fail(session, job_id, "runtime_error", f"Generation failed: {type(error).__name__}.")
+            return "failed"
+
+    def _discard(self, keys: list[str]) -> None:
+        for key in keys:
+            self.blobs.delete(key)
+
+    def _generation_request(self, spec: dict[str, Any]) -> Any:
+        from ember.engine.types import GenerationRequest, LoraRef
+
+        loras = []
+        if spec.get("lora"):
+            lora = spec["lora"]
+            loras.append(LoraRef(key=lora["key"], path=self._lora_file(lora["key"], lora["blobKey"]),
+                                 weight=float(lora.get("weight", 1.0))))
+        return GenerationRequest(
+            base_model=spec["baseModel"],
+            prompt=spec["prompt"],
+            negative_prompt=spec.get("negativePrompt"),
+            seeds=list(spec["seeds"]),
+            width=spec["width"],
+            height=spec["height"],
+            content_class=spec.get("contentClass"),
+            visual_intensity=spec.get("visualIntensity"),
+            style_presets=list(spec.get("stylePresets", [])),
+            style_strength=spec.get("styleStrength", 50),
+            style_image=self._reference(spec.get("styleImage")),
+            structure_image=self._reference(spec.get("structureImage")),
+            structure_strength=spec.get("structureStrength"),
+            loras=loras,
+            mimetype=spec["mimetype"],
+            steps=spec.get("steps"),
+        )
+
+    def _lora_file(self, key: str, blob_key: str) -> Path:
+        """The LoRA's local copy (fetched from the blob store once per machine)."""
+        path = self.lora_dir / (key.replace(":", "-") + ".safetensors")
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(self.blobs.get(blob_key))
+            os.replace(tmp, path)
+        return path
+
+    def _reference(self, source: dict[str, str] | None) -> bytes | None:
+        if not source:
+            return None
+        if "blobKey" in source:
+            from ember.blobs import BlobNotFound
+
+            try:
+                return self.blobs.get(source["blobKey"])
+            except BlobNotFound:
+                raise ReferenceUnavailable("the uploaded reference image is no longer available") from None
+        import httpx
+
+        try:
+            with httpx.stream("GET", source["url"], timeout=30, follow_redirects=True) as response:
+                response.raise_for_status()
+                data = b""
+                for chunk in response.iter_bytes():
+                    data += chunk
+                    if len(data) > MAX_REFERENCE_BYTES:
+                        raise ReferenceUnavailable("the reference image is larger than 15 MB")
+                return data
+        except httpx.HTTPError as error:
+            raise ReferenceUnavailable(f"the reference image URL could not be read: {error}") from None
+
+    def _heartbeat_loop(self) -> None:
+        # Steps can be slow (a first model load, a big image): a separate beat keeps a busy worker from
+        # being taken for a lost one.
+        while True:
+            time.sleep(self.config.heartbeat_interval_s)
+            for job_id in list(self._current):
+                try:
+                    with transaction(self.sessions) as session:
+                        records.record_heartbeat(session, job_id)
+                except Exception:  # a missed beat is retried on the next tick
+                    log.warning("heartbeat for %s failed", job_id, exc_info=True)
