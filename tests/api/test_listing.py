@@ -327,3 +327,16 @@ def test_the_openapi_document_describes_the_listing_in_wire_names(http: TestClie
     item = spec["components"]["schemas"]["CustomModelItem"]["properties"]
     assert parameters == ["start", "limit", "sortBy", "publishedState"]
     assert {"assetId", "repo:assetId", "trainingState", "baseModel", "samplePrompt"} <= set(item)
+
+
+@pytest.mark.parametrize("spelling", ["cancelled", "canceled"])
+def test_cancelled_filter_accepts_both_spellings_and_links_emit_cancelled(
+    http: TestClient, headers: dict[str, str], seed: Callable[..., uuid.UUID], spelling: str
+) -> None:
+    seed(name="stopped", published_state=PublishedState.never, training_state=TrainingState.cancelled)
+    seed(name="published")
+    response = http.get(f"{LISTING}?publishedState={spelling}", headers=headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert [item["displayName"] for item in body["custom_models"]] == ["stopped"]
+    assert parse_qs(urlsplit(body["_links"]["page"]["href"]).query)["publishedState"] == ["cancelled"]

@@ -26,6 +26,11 @@ class ListingFilter(StrEnum):
     failed = "failed"
     cancelled = "cancelled"
 
+    @classmethod
+    def _missing_(cls, value: object) -> ListingFilter | None:
+        # Firefly spells it both ways on input; Ember always emits "cancelled".
+        return cls.cancelled if value == "canceled" else None
+
 
 class SortKey(StrEnum):
     assetName = "assetName"
