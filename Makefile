@@ -9,7 +9,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: run test lint bench-api clean
+.PHONY: run test lint bench-api clean system-test-deps
 
 # torch: on a host without an NVIDIA GPU, the CPU build 2.13.0 (installed from a
 # local wheel on these machines); with a GPU, whatever CUDA build pip resolves.
@@ -26,7 +26,15 @@ $(VENV)/.installed-test: $(VENV)/.installed-run
 run: $(VENV)/.installed-run
 	$(VENV)/bin/ember serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-test
+# Debian's chromium for the browser tests (never a downloaded browser build).
+system-test-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install chromium (browser tests will be skipped)"; fi; \
+	fi
+
+test: $(VENV)/.installed-test system-test-deps
 	$(PY) -m ruff check src tests bench
 	$(PY) -m mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
