@@ -11,8 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ember.config import Settings, load_settings
+from ember.demo import demo
 from ember.engine.cli import app as engine_app
 from ember.jobs.cli import generate, jobs_app
+from ember.models_cli import models_app
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -28,6 +30,8 @@ app.add_typer(users_app, name="users")
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
 app.command("generate")(generate)
+app.add_typer(models_app, name="models")
+app.command("demo")(demo)
 
 CREDENTIALS_FILE = "credentials.json"
 DataDirOption = Annotated[

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import time
@@ -56,6 +58,14 @@ class UserExists(IdentityError):
 
 class InvalidToken(IdentityError):
     """The access token is malformed, forged, expired or no longer valid for its client."""
+
+
+class InvalidCredentials(IdentityError):
+    """No active user has this email and password."""
+
+
+class InvalidUiSession(IdentityError):
+    """The web UI session cookie is malformed, forged, expired, or its user is gone, disabled or re-keyed."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +194,105 @@ def create_user(session: Session, org_name: str, email: str, password: str) -> U
     user = User(org_id=org.id, email=normalized, password_hash=hash_secret(password))
     session.add(user)
     session.flush()
+    return user
+
+
+def set_user_password(session: Session, email: str, password: str) -> User:
+    """A new password for an existing user; its web UI sessions signed before end with the change."""
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise InvalidCredentials(email)
+    user.password_hash = hash_secret(password)
+    session.flush()
+    return user
+
+
+def authenticate_user(session: Session, email: str, password: str) -> User:
+    """The active user with this email and password, or InvalidCredentials (timing alike for every failure)."""
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None or user.disabled_at is not None:
+        verify_secret(_DECOY_HASH, password)
+        raise InvalidCredentials(email)
+    if not verify_secret(user.password_hash, password):
+        raise InvalidCredentials(email)
+    return user
+
+
+# --- web UI sessions ---------------------------------------------------------------------------------------
+
+UI_SESSION_TYPE = "ui_session"
+
+
+@dataclass(frozen=True)
+class UiSession:
+    """A signed-in browser: the cookie value, and the CSRF token the page must echo in a header."""
+
+    cookie: str
+    csrf_token: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class UiSessionClaims:
+    user_id: uuid.UUID
+    csrf_token: str
+    credential: str
+    expires_at: int
+
+
+def ui_session_key(token_key: bytes) -> bytes:
+    """A key of its own for session cookies, so a cookie can never pass as an access token or the reverse."""
+    return hmac.new(token_key, b"ember ui session", hashlib.sha256).digest()
+
+
+def _credential_fingerprint(user: User) -> str:
+    # Changing the password changes the hash, which ends every session signed before it.
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def issue_ui_session(user: User, token_key: bytes, ttl_s: int, now: float | None = None) -> UiSession:
+    issued_at = int(time.time() if now is None else now)
+    csrf_token = secrets.token_urlsafe(24)
+    claims: dict[str, Any] = {
+        "type": UI_SESSION_TYPE,
+        "sub": str(user.id),
+        "csrf": csrf_token,
+        "cred": _credential_fingerprint(user),
+        "iat": issued_at,
+        "exp": issued_at + ttl_s,
+    }
+    cookie = jwt.encode(claims, ui_session_key(token_key), algorithm=TOKEN_ALGORITHM)
+    return UiSession(cookie=cookie, csrf_token=csrf_token, expires_at=issued_at + ttl_s)
+
+
+def decode_ui_session(cookie: str, token_key: bytes) -> UiSessionClaims:
+    """The claims of a well-signed, unexpired session cookie; InvalidUiSession otherwise."""
+    try:
+        claims = jwt.decode(
+            cookie,
+            ui_session_key(token_key),
+            algorithms=[TOKEN_ALGORITHM],
+            options={"require": ["exp", "iat", "sub", "csrf", "cred"]},
+        )
+        if claims.get("type") != UI_SESSION_TYPE:
+            raise InvalidUiSession("not a session cookie")
+        return UiSessionClaims(
+            user_id=uuid.UUID(str(claims["sub"])),
+            csrf_token=str(claims["csrf"]),
+            credential=str(claims["cred"]),
+            expires_at=int(claims["exp"]),
+        )
+    except (jwt.PyJWTError, ValueError, TypeError) as error:
+        raise InvalidUiSession(str(error)) from error
+
+
+def ui_session_user(session: Session, claims: UiSessionClaims) -> User:
+    """The user a session belongs to, while that user is active and has not changed its password since."""
+    user = session.get(User, claims.user_id)
+    if user is None or user.disabled_at is not None:
+        raise InvalidUiSession("the user is gone or disabled")
+    if not hmac.compare_digest(_credential_fingerprint(user), claims.credential):
+        raise InvalidUiSession("the password changed after sign-in")
     return user
 
 

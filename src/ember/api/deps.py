@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,7 +16,14 @@ from starlette.concurrency import run_in_threadpool
 from ember.api.errors import ApiError
 from ember.api.rate_limit import RateLimited
 from ember.api.runtime import Runtime
-from ember.identity import REQUIRED_SCOPES, InvalidToken, decode_token
+from ember.identity import (
+    REQUIRED_SCOPES,
+    InvalidToken,
+    InvalidUiSession,
+    decode_token,
+    decode_ui_session,
+    ui_session_user,
+)
 from ember.store.custom_models import Viewer
 from ember.store.tables import ApiClient
 
@@ -65,18 +73,26 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 @dataclass(frozen=True)
 class Principal:
-    """The API client behind a request, as established by its token and API key."""
+    """The API client behind a request, as established by its token and API key; or, for the web UI, a signed-in
+    user (`user_email` set, no client)."""
 
-    client_pk: uuid.UUID
+    client_pk: uuid.UUID | None
     client_id: str
     org_id: uuid.UUID
     technical_account_id: str
     technical_account_email: str
     scopes: frozenset[str]
+    user_email: str | None = None
 
     @property
     def viewer(self) -> Viewer:
+        if self.user_email is not None:
+            return Viewer(self.org_id, (self.user_email,))
         return Viewer(self.org_id, (self.technical_account_id, self.technical_account_email))
+
+
+SESSION_COOKIE = "ember_session"
+CSRF_HEADER = "x-ember-csrf"
 
 
 def _missing_token() -> ApiError:
@@ -97,9 +113,53 @@ def _bearer_token(request: Request) -> str:
     return token.strip()
 
 
+def _charge_rate_limit(runtime: Runtime, org_id: uuid.UUID) -> None:
+    try:
+        runtime.rate_limiter.hit(org_id)
+    except RateLimited as limited:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"Too many requests for this organization ({limited}); retry after {limited.retry_after} s.",
+            headers={"retry-after": str(limited.retry_after)},
+        ) from None
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    return origin is None or origin.rstrip("/") == str(request.base_url).rstrip("/")
+
+
+def _session_principal(request: Request, runtime: Runtime, session: Session, cookie: str) -> Principal:
+    """A signed-in web UI user. Cookies ride along on any request to this host, so the page must also prove
+    it read the session's CSRF token (a header other origins cannot set without a CORS preflight)."""
+    try:
+        claims = decode_ui_session(cookie, runtime.token_key)
+        user = ui_session_user(session, claims)
+    except InvalidUiSession:
+        raise ApiError(401, "401013", "The sign-in session is not valid or has expired; sign in again.") from None
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not _same_origin(request) or not sent or not hmac.compare_digest(sent, claims.csrf_token):
+        raise ApiError(403, "access_error", f"A signed-in request needs the {CSRF_HEADER} header of its session.")
+    _charge_rate_limit(runtime, user.org_id)
+    return Principal(
+        client_pk=None,
+        client_id="",
+        org_id=user.org_id,
+        technical_account_id="",
+        technical_account_email="",
+        scopes=REQUIRED_SCOPES,
+        user_email=user.email,
+    )
+
+
 def current_principal(request: Request, runtime: RuntimeDep, session: SessionDep) -> Principal:
     """The gateway's checks, in order: token present, token valid, API key present and matching, scopes,
-    then the organization's rate limit."""
+    then the organization's rate limit. A request with no Authorization header but a web UI session cookie
+    is checked as that signed-in user instead."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie and "authorization" not in request.headers:
+        return _session_principal(request, runtime, session, cookie)
     token = _bearer_token(request)
     try:
         claims = decode_token(token, runtime.token_key)
@@ -125,15 +185,7 @@ def current_principal(request: Request, runtime: RuntimeDep, session: SessionDep
             "The access token does not carry the scopes this API needs.",
             headers={"x-access-error": "invalid_ims_scope"},
         )
-    try:
-        runtime.rate_limiter.hit(client.org_id)
-    except RateLimited as limited:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"Too many requests for this organization ({limited}); retry after {limited.retry_after} s.",
-            headers={"retry-after": str(limited.retry_after)},
-        ) from None
+    _charge_rate_limit(runtime, client.org_id)
     return Principal(
         client_pk=client.id,
         client_id=client.client_id,

@@ -1,0 +1,324 @@
+"""`ember models create|upload|captions|train|publish|share|export`: a custom model's lifecycle over the HTTP API."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ember.client import FINAL_STATUSES, ApiCallFailed, EmberClient, EmberError, JobFailed
+from ember.jobs.cli import DEFAULT_URL, ClientIdOption, DataDirOption, SecretOption, UrlOption, sdk_client
+
+models_app = typer.Typer(help="Custom models: create, add images, caption, train, publish, share, export.",
+                         no_args_is_help=True)
+console = Console(stderr=True)
+out = Console()
+UPLOAD_BATCH = 10  # files per multipart request: keeps each request far below the body limit
+
+
+class ModelsApi:
+    """The custom-model lifecycle endpoints, over an SDK client's token and headers."""
+
+    def __init__(self, client: EmberClient) -> None:
+        self.client = client
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.client.http.request(
+            method, f"{self.client.base_url}{path}", headers=self.client.headers(), **kwargs
+        )
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"message": response.text}
+            raise ApiCallFailed(response.status_code, body)
+        if response.status_code == 204 or not response.content:
+            return None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.content
+
+    @staticmethod
+    def _model(asset_id: str) -> str:
+        return f"/v3/custom-models/{asset_id}"
+
+    def create_project(self, name: str) -> dict[str, Any]:
+        existing = [p for p in self._call("GET", "/v3/projects")["projects"] if p["name"] == name]
+        return existing[0] if existing else dict(self._call("POST", "/v3/projects", json={"name": name}))
+
+    def create(self, **fields: Any) -> dict[str, Any]:
+        body = {key: value for key, value in fields.items() if value is not None}
+        return dict(self._call("POST", "/v3/custom-models", json=body))
+
+    def get(self, asset_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", self._model(asset_id)))
+
+    def update(self, asset_id: str, **fields: Any) -> dict[str, Any]:
+        body = {key: value for key, value in fields.items() if value is not None}
+        return dict(self._call("PATCH", self._model(asset_id), json=body))
+
+    def upload(self, asset_id: str, files: Iterable[tuple[str, bytes]]) -> list[dict[str, Any]]:
+        """Every file's outcome (stored with its caption, or refused), in batches of UPLOAD_BATCH."""
+        pending = list(files)
+        outcomes: list[dict[str, Any]] = []
+        for start in range(0, len(pending), UPLOAD_BATCH):
+            parts = [
+                ("files", (name, data, mimetypes.guess_type(name)[0] or "application/octet-stream"))
+                for name, data in pending[start : start + UPLOAD_BATCH]
+            ]
+            outcomes += self._call("POST", f"{self._model(asset_id)}/images", files=parts)["images"]
+        return outcomes
+
+    def images(self, asset_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"{self._model(asset_id)}/images")["images"])
+
+    def set_caption(self, asset_id: str, image_id: str, caption: str) -> dict[str, Any]:
+        return dict(self._call("PATCH", f"{self._model(asset_id)}/images/{image_id}", json={"caption": caption}))
+
+    def delete_image(self, asset_id: str, image_id: str) -> None:
+        self._call("DELETE", f"{self._model(asset_id)}/images/{image_id}")
+
+    def train(self, asset_id: str, **overrides: Any) -> dict[str, Any]:
+        body = {key: value for key, value in overrides.items() if value is not None}
+        return dict(self._call("POST", f"{self._model(asset_id)}/train-async", json=body))
+
+    def publish(self, asset_id: str, published: bool = True) -> dict[str, Any]:
+        return dict(self._call("POST", f"{self._model(asset_id)}/{'publish' if published else 'unpublish'}"))
+
+    def share(self, asset_id: str, principal: str, role: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"{self._model(asset_id)}/shares", json={"principal": principal, "role": role}))
+
+    def weights(self, asset_id: str, kohya: bool) -> bytes:
+        query = {"format": "kohya" if kohya else "diffusers"}
+        data = self._call("GET", f"{self._model(asset_id)}/weights", params=query)
+        assert isinstance(data, bytes)
+        return data
+
+
+def follow_training(
+    client: EmberClient, job_id: str, poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, Any]:
+    """Poll a training job with a progress bar (step, loss, time left) until it ends; JobFailed unless it
+    succeeded."""
+    columns = (
+        TextColumn("[bold]training"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("training", total=100, detail="queued")
+        while True:
+            status = client.status(job_id)
+            training = status.get("training") or {}
+            detail = status["status"]
+            if training.get("totalSteps"):
+                detail = f"step {training.get('step', 0)}/{training['totalSteps']}"
+                if training.get("loss") is not None:
+                    detail += f" · loss {float(training['loss']):.4f}"
+                progress.update(task, total=training["totalSteps"], completed=training.get("step", 0), detail=detail)
+            else:
+                progress.update(task, completed=status.get("progress") or 0, detail=detail)
+            if status["status"] in FINAL_STATUSES:
+                if status["status"] != "succeeded":
+                    raise JobFailed(status)
+                progress.update(task, completed=progress.tasks[0].total)
+                return status
+            sleep(poll_s)
+
+
+def _api(url: str, client_id: str | None, client_secret: str | None, data_dir: Path | None) -> ModelsApi:
+    return ModelsApi(sdk_client(url, client_id, client_secret, data_dir))
+
+
+def _fail(error: EmberError) -> typer.Exit:
+    console.print(f"[red]{error}[/red]")
+    return typer.Exit(1)
+
+
+def _print_images(images: list[dict[str, Any]]) -> None:
+    table = Table("id", "file", "caption", "problems")
+    for image in images:
+        problems = "; ".join(issue["message"] for issue in image.get("errors", []))
+        table.add_row(image.get("id") or "(not added)", image["filename"], image.get("caption") or "",
+                      f"[red]{problems}[/red]" if problems else "")
+    out.print(table)
+
+
+AssetArgument = Annotated[str, typer.Argument(help="The model's asset id (urn:aaid:sc:…).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")]
+
+
+@models_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Display name.")],
+    mode: Annotated[str, typer.Option("--mode", help="subject or style.")] = "subject",
+    concept: Annotated[str, typer.Option("--concept", help="Concept word (subject mode).")] = "",
+    base_model: Annotated[str | None, typer.Option("--base-model", help="Base model name.")] = None,
+    project_id: Annotated[str | None, typer.Option("--project-id", help="Project to save the model to.")] = None,
+    sample_prompt: Annotated[str | None, typer.Option("--sample-prompt", help="Sample prompt.")] = None,
+    as_json: JsonOption = False,
+    url: UrlOption = DEFAULT_URL,
+    client_id: ClientIdOption = None,
+    client_secret: SecretOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create a draft custom model and print its asset id."""
+    try:
+        model = _api(url, client_id, client_secret, data_dir).create(
+            displayName=name, trainingMode=mode, conceptId=concept, projectId=project_id,
+            baseModel={"name": base_model} if base_model else None, samplePrompt=sample_prompt,
+        )
+    except EmberError as error:
+        raise _fail(error) from None
+    typer.echo(json.dumps(model) if as_json else model["assetId"])
+
+
+@models_app.command("upload")
+def upload(
+    asset_id: AssetArgument,
+    files: Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, WebP).", exists=True, dir_okay=False)],
+    as_json: JsonOption = False,
+    url: UrlOption = DEFAULT_URL,
+    client_id: ClientIdOption = None,
+    client_secret: SecretOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Add training images; each is listed with its automatic caption and any problem found."""
+    try:
+        outcomes = _api(url, client_id, client_secret, data_dir).upload(
+            asset_id, [(path.name, path.read_bytes()) for path in files]
+        )
+    except EmberError as error:
+        raise _fail(error) from None
+    if as_json:
+        typer.echo(json.dumps(outcomes))
+    else:
+        _print_images(outcomes)
+    if any(outcome.get("errors") for outcome in outcomes):
+        raise typer.Exit(3)
+
+
+@models_app.command("captions")
+def captions(
+    asset_id: AssetArgument,
+    set_caption: Annotated[
+        list[str] | None, typer.Option("--set", help="IMAGE_ID=caption (repeat for several).")
+    ] = None,
+    delete: Annotated[list[str] | None, typer.Option("--delete", help="IMAGE_ID to delete (repeatable).")] = None,
+    as_json: JsonOption = False,
+    url: UrlOption = DEFAULT_URL,
+    client_id: ClientIdOption = None,
+    client_secret: SecretOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List the training images with their captions and problems; edit captions or delete images first."""
+    api = _api(url, client_id, client_secret, data_dir)
+    try:
+        for assignment in set_caption or []:
+            image_id, separator, text = assignment.partition("=")
+            if not separator:
+                raise typer.BadParameter(f"use IMAGE_ID=caption, not {assignment!r}", param_hint="--set")
+            api.set_caption(asset_id, image_id.strip(), text)
+        for image_id in delete or []:
+            api.delete_image(asset_id, image_id.strip())
+        images = api.images(asset_id)
+    except EmberError as error:
+        raise _fail(error) from None
+    if as_json:
+        typer.echo(json.dumps(images))
+    else:
+        _print_images(images)
+
+
+@models_app.command("train")
+def train(
+    asset_id: AssetArgument,
+    sample_prompt: Annotated[str | None, typer.Option("--sample-prompt", help="Set the sample prompt first.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Training steps (default: preset).")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--learning-rate", help="Learning rate.")] = None,
+    rank: Annotated[int | None, typer.Option("--rank", min=1, help="LoRA rank.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Training seed.")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job with a progress bar.")] = True,
+    url: UrlOption = DEFAULT_URL,
+    client_id: ClientIdOption = None,
+    client_secret: SecretOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Check the training rules and train; with --wait (default), show progress until the model is ready."""
+    api = _api(url, client_id, client_secret, data_dir)
+    try:
+        if sample_prompt is not None:
+            api.update(asset_id, samplePrompt=sample_prompt)
+        accepted = api.train(asset_id, steps=steps, learningRate=learning_rate, rank=rank, seed=seed)
+        typer.echo(accepted["jobId"])
+        if wait:
+            follow_training(api.client, accepted["jobId"])
+            model = api.get(asset_id)
+            console.print(f"[green]Trained:[/green] {model['displayName']} version {model['version']}")
+    except EmberError as error:
+        raise _fail(error) from None
+
+
+@models_app.command("publish")
+def publish(
+    asset_id: AssetArgument,
+    unpublish: Annotated[bool, typer.Option("--unpublish", help="Unpublish instead.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    client_id: ClientIdOption = None,
+    client_secret: SecretOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Publish a trained model (or unpublish it)."""
+    try:
+        model = _api(url, client_id, client_secret, data_dir).publish(asset_id, published=not unpublish)
+    except EmberError as error:
+        raise _fail(error) from None
+    typer.echo(f"{model['assetId']} {model['publishedState']}")
+
+
+@models_app.command("share")
+def share(
+    asset_id: AssetArgument,
+    principal: Annotated[str, typer.Argument(help="Technical account id or email, or a user's email.")],
+    role: Annotated[str, typer.Option("--role", help="user (list, generate) or editor (also edit, train).")] = "user",
+    url: UrlOption = DEFAULT_URL,
+    client_id: ClientIdOption = None,
+    client_secret: SecretOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Share a model with a principal of another organization."""
+    try:
+        shared = _api(url, client_id, client_secret, data_dir).share(asset_id, principal, role)
+    except EmberError as error:
+        raise _fail(error) from None
+    typer.echo(f"shared with {shared['principal']} as {shared['role']}")
+
+
+@models_app.command("export")
+def export(
+    asset_id: AssetArgument,
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the .safetensors file.")],
+    kohya: Annotated[bool, typer.Option("--kohya", help="kohya format (ComfyUI, AUTOMATIC1111).")] = False,
+    url: UrlOption = DEFAULT_URL,
+    client_id: ClientIdOption = None,
+    client_secret: SecretOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Download the current version's LoRA (diffusers format unless --kohya)."""
+    try:
+        data = _api(url, client_id, client_secret, data_dir).weights(asset_id, kohya)
+    except EmberError as error:
+        raise _fail(error) from None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(data)
+    typer.echo(f"{out_path} ({len(data)} bytes)")

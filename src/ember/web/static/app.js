@@ -1,0 +1,172 @@
+// The web UI's shell: sign-in, the hash router, the custom models gallery and the job history.
+
+import { api, baseModels, currentSession, signIn, signOut } from "./api.js";
+import { stateBadge, testModelBadge } from "./badges.js";
+import { field, formatDate, h, mount, toast } from "./dom.js";
+import { modelView } from "./model.js";
+import { trainView } from "./train.js";
+
+const view = document.getElementById("view");
+let session = null;
+let leaveView = null; // stops the current view's polling when the route changes
+
+function showChrome(signedIn) {
+  document.getElementById("nav").hidden = !signedIn;
+  document.getElementById("account").hidden = !signedIn;
+  document.getElementById("account-email").textContent = signedIn ? `${session.email} · ${session.organization}` : "";
+}
+
+function signInView() {
+  const email = h("input", { type: "email", name: "email", autocomplete: "username", required: true });
+  const password = h("input", { type: "password", name: "password", autocomplete: "current-password", required: true });
+  const error = h("p", { class: "error", role: "alert" });
+  const button = h("button", { type: "submit", class: "primary" }, "Sign in");
+  const form = h("form", { class: "card narrow", "aria-labelledby": "signin-title" },
+    h("h1", { id: "signin-title" }, "Sign in to Ember"),
+    field("Email", email),
+    field("Password", password),
+    error,
+    button,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    button.disabled = true;
+    error.textContent = "";
+    try {
+      session = await signIn(email.value, password.value);
+      showChrome(true);
+      // Keep a deep link the user arrived with; a changed fragment routes through the hashchange event.
+      if (location.hash === "#/signin") location.hash = "#/models";
+      else route();
+    } catch (problem) {
+      error.textContent = problem.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  mount(view, form);
+  email.focus();
+}
+
+// The newest output image of each custom model, from its latest succeeded jobs (generation or training samples).
+function sampleImages(jobs) {
+  const found = {};
+  for (const job of jobs) {
+    if (!job.customModelId || found[job.customModelId] || job.status !== "succeeded") continue;
+    const url = job.result?.outputs?.[0]?.image?.url || job.training?.samples?.at(-1)?.url;
+    if (url) found[job.customModelId] = url;
+  }
+  return found;
+}
+
+async function galleryView() {
+  mount(view, h("h1", {}, "Custom models"), h("p", { class: "muted" }, "Loading…"));
+  const [listing, jobs, specs] = await Promise.all([
+    api("GET", "/v3/custom-models?start=0&limit=50&sortBy=-modifiedDate&publishedState=all"),
+    api("GET", "/v3/jobs?start=0&limit=50").catch(() => ({ jobs: [] })),
+    baseModels(),
+  ]);
+  const samples = sampleImages(jobs.jobs);
+  const cards = listing.custom_models.map((model) => {
+    const sample = samples[model.assetId];
+    return h("li", { class: "model-card" },
+      h("a", { href: `#/models/${encodeURIComponent(model.assetId)}`, "aria-label": `Open ${model.displayName}` },
+        sample
+          ? h("img", { src: sample, alt: `Sample image of ${model.displayName}`, loading: "lazy" })
+          : h("div", { class: "placeholder", "aria-hidden": "true" }, model.displayName.slice(0, 1).toUpperCase()),
+        h("div", { class: "model-card-body" },
+          h("h2", {}, model.displayName),
+          h("p", { class: "muted" }, model.trainingMode === "subject" ? `Subject · ${model.conceptId}` : "Style",
+            ` · ${specs[model.baseModel.name]?.displayName || model.baseModel.name}`),
+          h("p", { class: "badges" }, stateBadge(model), testModelBadge(specs[model.baseModel.name])),
+        ),
+      ),
+    );
+  });
+  mount(view,
+    h("div", { class: "page-head" },
+      h("h1", {}, "Custom models"),
+      h("a", { class: "button primary", href: "#/train" }, "Train a model"),
+    ),
+    cards.length
+      ? h("ul", { class: "gallery", "aria-label": "Custom models" }, cards)
+      : h("div", { class: "card empty" }, h("p", {}, "No custom models yet."),
+        h("a", { class: "button primary", href: "#/train" }, "Train your first model")),
+    h("p", { class: "muted" }, `${listing.total_count} model${listing.total_count === 1 ? "" : "s"}`),
+  );
+}
+
+async function jobsView(start = 0) {
+  const limit = 20;
+  const body = await api("GET", `/v3/jobs?start=${start}&limit=${limit}`);
+  const rows = body.jobs.map((job) => h("tr", {},
+    h("td", {}, formatDate(job.createdDate)),
+    h("td", {}, job.kind === "train" ? "Training" : "Generation"),
+    h("td", {}, job.customModelId
+      ? h("a", { href: `#/models/${encodeURIComponent(job.customModelId)}` }, job.customModelName || "custom model")
+      : "base model"),
+    h("td", { class: "prompt-cell" }, job.prompt),
+    h("td", {}, h("span", { class: `badge job-${job.status}` }, job.status),
+      job.status === "running" || job.status === "pending" ? ` ${job.progress ?? 0} %` : "",
+      job.message ? h("small", { class: "muted block" }, job.message) : null),
+    h("td", {}, (job.result?.outputs || []).map((output, index) =>
+      h("a", { href: output.image.url, download: `ember-${output.seed}`, class: "thumb-link",
+        "aria-label": `Download output ${index + 1} (seed ${output.seed})` },
+      h("img", { src: output.image.url, alt: `Output seed ${output.seed}`, class: "thumb" })))),
+  ));
+  const pager = h("div", { class: "pager" },
+    h("button", { type: "button", disabled: start === 0, onclick: () => jobsView(Math.max(0, start - limit)) }, "Newer"),
+    h("span", { class: "muted" }, `${body.total_count ? start + 1 : 0}–${start + body.jobs.length} of ${body.total_count}`),
+    h("button", { type: "button", disabled: start + limit >= body.total_count, onclick: () => jobsView(start + limit) },
+      "Older"),
+  );
+  mount(view,
+    h("h1", {}, "History"),
+    rows.length
+      ? h("div", { class: "table-wrap" }, h("table", { class: "jobs" },
+        h("caption", { class: "visually-hidden" }, "Jobs of your organization, newest first"),
+        h("thead", {}, h("tr", {}, ["When", "Kind", "Model", "Prompt", "Status", "Outputs"].map((t) =>
+          h("th", { scope: "col" }, t)))),
+        h("tbody", {}, rows)))
+      : h("p", { class: "muted" }, "No jobs yet."),
+    pager,
+  );
+}
+
+async function route() {
+  if (leaveView) { leaveView(); leaveView = null; }
+  if (!session) { showChrome(false); signInView(); return; }
+  const path = location.hash.replace(/^#/, "") || "/models";
+  for (const link of document.querySelectorAll("#nav a")) {
+    link.toggleAttribute("aria-current", path.startsWith(link.getAttribute("href").slice(1)));
+  }
+  try {
+    const modelMatch = path.match(/^\/models\/([^/]+)$/);
+    if (modelMatch) leaveView = await modelView(view, decodeURIComponent(modelMatch[1]));
+    else if (path === "/train") leaveView = await trainView(view);
+    else if (path === "/jobs") await jobsView();
+    else await galleryView();
+  } catch (problem) {
+    mount(view, h("div", { class: "card" }, h("h1", {}, "Something went wrong"), h("p", { class: "error" },
+      problem.details ? problem.details() : String(problem))));
+  }
+  view.focus({ preventScroll: true });
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("ember:signed-out", () => {
+  if (!session) return;
+  session = null;
+  toast("Your session has ended; sign in again.", "error");
+  route();
+});
+document.getElementById("sign-out").addEventListener("click", async () => {
+  await signOut();
+  session = null;
+  if (location.hash !== "#/signin") location.hash = "#/signin";
+  else route();
+});
+
+session = await currentSession().catch(() => null);
+showChrome(Boolean(session));
+route();
