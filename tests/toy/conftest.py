@@ -1,0 +1,37 @@
+"""Fixtures of the toy-world tests: one materialized toy model shared by the tests that draw with it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def toy_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory in which the `toy` base model is materialized once for the session."""
+    from ember.engine.models import resolve_model_path
+    from ember.engine.registry import get_base_model
+
+    model_dir = tmp_path_factory.mktemp("models")
+    resolve_model_path(get_base_model("toy"), model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def learning_bench_module() -> ModuleType:
+    """bench/learning.py, loaded from its file (bench/ is a folder of scripts, not a package)."""
+    name = "ember_bench_learning"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPOSITORY / "bench" / "learning.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

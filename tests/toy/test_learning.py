@@ -1,0 +1,73 @@
+"""The CI learning test: custom models trained through Ember's training path learn, and only what they should.
+
+One subject model (a star called `zorb`) and one style model (sepia) are trained on the `toy` base model with
+its presets, and the pictures drawn with them are read by the toy measures (see bench/learning.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.learning]
+
+
+@pytest.fixture(scope="module")
+def bench(learning_bench_module: ModuleType, toy_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    settings = learning_bench_module.BenchSettings(images_per_prompt=8, subject_images=16)
+    return learning_bench_module.LearningBench(toy_model_dir, tmp_path_factory.mktemp("training"), settings)
+
+
+@pytest.fixture(scope="module")
+def subject(bench: Any) -> Any:
+    return bench.subject()
+
+
+@pytest.fixture(scope="module")
+def style(bench: Any) -> Any:
+    return bench.style()
+
+
+def test_the_base_model_never_draws_a_star_for_the_concept_word(subject: Any) -> None:
+    assert subject.star_before == 0.0
+
+
+def test_a_subject_model_draws_the_concept_it_was_trained_on(subject: Any, learning_bench_module: ModuleType) -> None:
+    assert subject.star_after >= learning_bench_module.MIN_STAR_RATE_AFTER
+
+
+def test_a_subject_model_leaves_other_prompts_nearly_as_they_were(
+    subject: Any, learning_bench_module: ModuleType
+) -> None:
+    assert subject.accuracy_drop <= learning_bench_module.MAX_ACCURACY_DROP
+
+
+def test_a_subject_model_draws_no_star_without_its_concept_word(subject: Any) -> None:
+    assert subject.star_without_concept == 0.0
+
+
+def test_the_base_model_draws_nothing_in_sepia(style: Any) -> None:
+    assert style.sepia_before == 0.0
+
+
+def test_a_style_model_carries_its_style_to_prompts_of_every_shape(
+    style: Any, learning_bench_module: ModuleType
+) -> None:
+    assert style.sepia_after >= learning_bench_module.MIN_SEPIA_RATE_AFTER
+    assert all(rate > 0 for rate in style.sepia_after_by_shape.values())
+
+
+def test_the_learning_test_fails_when_training_loses_the_concept_word(
+    bench: Any, learning_bench_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ember.engine.train
+
+    def drop_concept(caption: str, concept: str | None) -> str:
+        return " ".join(word for word in caption.split() if word != concept)
+
+    monkeypatch.setattr(ember.engine.train, "ensure_concept", drop_concept)
+    broken = bench.subject_star_rate_after_training("broken-captions")
+    assert broken < learning_bench_module.MIN_STAR_RATE_AFTER
