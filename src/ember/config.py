@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     engine_lora_cache_size: int = Field(8, ge=1, description="LoRA adapters each engine worker keeps loaded.")
     job_timeout_s: float = Field(600.0, gt=0, description="A job running longer than this ends as timeout.")
     job_max_attempts: int = Field(2, ge=1, description="Dispatches of a job before a lost worker fails it.")
+    training_timeout_s: float = Field(
+        6 * 3600.0, gt=0, description="A training job running longer than this (from submission) ends as timeout."
+    )
+    training_max_attempts: int = Field(
+        3, ge=1, description="Dispatches of a training job (each resumes from its last checkpoint) before it fails."
+    )
+    allow_private_reference_urls: bool = Field(
+        False, description="Let reference image URLs reach loopback, private and other non-public addresses."
+    )
     heartbeat_timeout_s: float = Field(30.0, gt=0, description="A running job silent this long is lost.")
     reaper_interval_s: float = Field(2.0, gt=0, description="How often timeouts and lost jobs are looked for.")
     sync_generate_timeout_s: float = Field(60.0, gt=0, description="POST /v3/images/generate waits this long.")

@@ -246,7 +246,7 @@ def create_model(
     session: Session,
     settings: Settings,
     viewer: Viewer,
-    client_pk: uuid.UUID,
+    client_pk: uuid.UUID | None,
     *,
     display_name: str,
     training_mode: str,
@@ -307,10 +307,16 @@ def create_model(
 
 
 def _project(
-    session: Session, viewer: Viewer, client_pk: uuid.UUID, project_id: str | None, errors: list[dict[str, Any]]
+    session: Session,
+    viewer: Viewer,
+    client_pk: uuid.UUID | None,
+    project_id: str | None,
+    errors: list[dict[str, Any]],
 ) -> uuid.UUID | None:
-    """The named project of the caller's organization, else the calling client's own project."""
+    """The named project of the caller's organization, else the calling client's own project (none for a user)."""
     if project_id is None:
+        if client_pk is None:
+            return None
         return session.scalar(select(ApiClient.project_id).where(ApiClient.id == client_pk))
     try:
         wanted = uuid.UUID(project_id)
@@ -573,7 +579,7 @@ def start_training(
     model: CustomModel,
     *,
     org_id: uuid.UUID,
-    client_pk: uuid.UUID,
+    client_pk: uuid.UUID | None,
     overrides: dict[str, int | float],
 ) -> Job:
     """Check every training rule, then record a pending training job holding all the worker needs, and queue
@@ -612,6 +618,35 @@ def start_training(
     model.training_state = TrainingState.queued
     touch(model)
     return job
+
+
+def follow_training_job(session: Session, model_id: uuid.UUID) -> None:
+    """Bring a model's training state in line with its latest training job: `training` once a worker claimed
+    it, `cancelled`, or `failed` (failed or timed out); the job keeps the error code and message."""
+    model = session.get(CustomModel, model_id, populate_existing=True)
+    if model is not None:
+        _settle_training_state(session, model)
+
+
+def record_trained_version(
+    session: Session, model_id: uuid.UUID, *, number: int, lora_blob_key: str, size: int, job_id: str
+) -> CustomModelVersion:
+    """A training job's success: its LoRA becomes version `number`, the model's current one, and the model is
+    ready. Call it in the transaction that records the job's success, so neither happens without the other."""
+    model = session.get(CustomModel, model_id, populate_existing=True)
+    if model is None:
+        raise ModelNotFound(str(model_id))
+    version = CustomModelVersion(
+        model_id=model.id, number=number, lora_blob_key=lora_blob_key, size=size, training_job_id=job_id,
+        created_at=utcnow(),
+    )
+    session.add(version)
+    model.current_version = number
+    model.size = size
+    model.training_state = TrainingState.ready
+    touch(model)
+    session.flush()
+    return version
 
 
 # --- publishing and weights ---------------------------------------------------------------------------------

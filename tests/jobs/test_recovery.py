@@ -121,10 +121,3 @@ def test_only_one_worker_can_claim_a_job(sessions: sessionmaker[Session]) -> Non
         job = session.get(Job, job_id)
         assert job is not None and (job.worker_id, job.attempts) == ("worker-a", 1)
 
-
-def test_training_jobs_are_left_to_their_own_rules(sessions: sessionmaker[Session]) -> None:
-    long_training = add_job(sessions, JobState.running, age_s=1000, silent_s=100, kind=JobKind.train)
-    run_sweep(sessions)
-    with transaction(sessions) as session:
-        reset_orphans(session, max_attempts=2)
-    assert state_of(sessions, long_training) is JobState.running

@@ -18,6 +18,7 @@ from ember.cluster import RayConnection, RayState
 from ember.config import Settings
 from ember.jobs import records
 from ember.jobs.worker import CONCURRENT_JOBS, EngineWorker, WorkerConfig
+from ember.models_service import follow_training_job
 from ember.provenance import load_or_create_chain
 from ember.store.database import transaction
 from ember.store.tables import utcnow
@@ -136,7 +137,13 @@ class Dispatcher:
         if not self.settings.ray_address:
             # The local Ray started with this process: no worker of an earlier run can still be alive.
             with transaction(self.sessions) as session:
-                records.reset_orphans(session, max_attempts=self.settings.job_max_attempts)
+                ended = records.reset_orphans(
+                    session,
+                    max_attempts=self.settings.job_max_attempts,
+                    training_max_attempts=self.settings.training_max_attempts,
+                )
+                for model_id in ended:
+                    follow_training_job(session, model_id)
         with self._lock:
             backlog, self._backlog = self._backlog, []
         for job_id in backlog:
@@ -164,6 +171,9 @@ class Dispatcher:
             lora_cache_size=self.settings.engine_lora_cache_size,
             torch_threads=max(1, int(self.settings.engine_worker_num_cpus)),
             heartbeat_interval_s=max(0.2, self.settings.heartbeat_timeout_s / 5),
+            region=self.settings.region,
+            allow_private_reference_urls=self.settings.allow_private_reference_urls,
+            niceness=os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else None,
         )
         actor = ray.remote(EngineWorker).options(
             num_cpus=self.settings.engine_worker_num_cpus,
@@ -219,7 +229,12 @@ class Dispatcher:
                 max_attempts=self.settings.job_max_attempts,
                 dispatched=dispatched,
                 pending_grace_s=pending_grace_s,
+                training=records.KindLimits(
+                    self.settings.training_timeout_s, self.settings.training_max_attempts
+                ),
             )
+            for model_id in swept.ended_training_models:
+                follow_training_job(session, model_id)
         if swept.timed_out or swept.failed or swept.cancelled:
             log.info("reaper: %d timed out, %d failed, %d cancelled", swept.timed_out, swept.failed,
                      swept.cancelled)

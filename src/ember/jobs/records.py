@@ -16,8 +16,6 @@ from ember.store.tables import Job, JobKind, JobState, utcnow
 
 ACTIVE_STATES = frozenset({JobState.pending, JobState.running, JobState.cancel_pending})
 FINAL_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled, JobState.timeout})
-# The reaper and start-up recovery act on generation jobs only; training has its own limits and checkpoints.
-IS_GENERATION = Job.kind == JobKind.generate
 FINAL_MESSAGES = {
     JobState.cancelled: ("cancelled", "The job was cancelled."),
     JobState.timeout: ("job_timeout", "The job ran past its time limit."),
@@ -123,6 +121,26 @@ def record_heartbeat(session: Session, job_id: str) -> None:
     _transition(session, job_id, {JobState.running, JobState.cancel_pending}, heartbeat_at=utcnow())
 
 
+def record_training(
+    session: Session, job_id: str, worker_id: str, progress: int, result: dict[str, Any]
+) -> bool:
+    """Write a training job's progress and its `result` JSON (step, loss curve, samples, checkpoint) — only while
+    it runs on `worker_id`, so a worker taken for lost can never overwrite the attempt that replaced it."""
+    result_update = update(Job).where(
+        Job.id == job_id, Job.state == JobState.running, Job.worker_id == worker_id
+    ).values(progress=progress, result=result, heartbeat_at=utcnow())
+    return bool(getattr(session.execute(result_update), "rowcount", 0))
+
+
+def stored_result(session: Session, job_id: str) -> dict[str, Any]:
+    result = session.scalar(select(Job.result).where(Job.id == job_id))
+    return dict(result or {})
+
+
+def job_kind(session: Session, job_id: str) -> JobKind | None:
+    return session.scalar(select(Job.kind).where(Job.id == job_id))
+
+
 def current_state(session: Session, job_id: str) -> JobState | None:
     return session.scalar(select(Job.state).where(Job.id == job_id))
 
@@ -164,13 +182,23 @@ def fail(session: Session, job_id: str, error_code: str, message: str) -> bool:
 
 
 @dataclass(frozen=True)
+class KindLimits:
+    """How long a job of one kind may take from submission, and how many dispatches it gets."""
+
+    timeout_s: float
+    max_attempts: int
+
+
+@dataclass(frozen=True)
 class Sweep:
-    """What one pass of the reaper changed: jobs to dispatch again, and how many it ended."""
+    """What one pass of the reaper changed: jobs to dispatch again, how many it ended, and the custom models
+    whose training job it ended (their training state follows the job)."""
 
     redispatch: list[str]
     timed_out: int
     failed: int
     cancelled: int
+    ended_training_models: list[uuid.UUID]
 
 
 def sweep(
@@ -182,77 +210,120 @@ def sweep(
     max_attempts: int,
     dispatched: set[str],
     pending_grace_s: float,
+    training: KindLimits | None = None,
 ) -> Sweep:
-    """End generation jobs past their time limit; take back jobs whose worker went silent (dispatch again, or
-    fail them once they used their attempts); find pending jobs nobody carries. `dispatched` are the jobs this process
+    """End jobs past their time limit; take back jobs whose worker went silent (dispatch again, or fail them
+    once they used their attempts); find pending jobs nobody carries. `dispatched` are the jobs this process
     handed to Ray that are still in flight; a pending job younger than `pending_grace_s` may be in flight from
-    another API replica."""
-    deadline = now - timedelta(seconds=job_timeout_s)
+    another API replica. Training jobs have their own limits (`training`; the generation ones when None): a
+    training job dispatched again resumes from its last checkpoint."""
+    limits = {
+        JobKind.generate: KindLimits(job_timeout_s, max_attempts),
+        JobKind.train: training or KindLimits(job_timeout_s, max_attempts),
+    }
     silent = now - timedelta(seconds=heartbeat_timeout_s)
+    ending = _active_training_models(session)
+    timed_out = failed = cancelled = 0
+    lost: list[str] = []
+    for kind, limit in limits.items():
+        counts = _sweep_kind(session, kind, limit, now=now, silent=silent)
+        timed_out, failed, cancelled = timed_out + counts[0], failed + counts[1], cancelled + counts[2]
+        lost += counts[3]
+    settled = now - timedelta(seconds=pending_grace_s)
+    waiting = [
+        job_id
+        for job_id in session.scalars(
+            select(Job.id)
+            .where(Job.state == JobState.pending, or_(Job.created_at < settled, Job.id.in_(lost)))
+            .order_by(Job.created_at)
+        )
+        if job_id not in dispatched
+    ]
+    still_active = _active_training_models(session)
+    return Sweep(
+        redispatch=waiting,
+        timed_out=timed_out,
+        failed=failed,
+        cancelled=cancelled,
+        ended_training_models=sorted(set(ending) - set(still_active)),
+    )
+
+
+def _active_training_models(session: Session) -> list[uuid.UUID]:
+    return [
+        model_id
+        for model_id in session.scalars(
+            select(Job.custom_model_id).where(Job.kind == JobKind.train, Job.state.in_(ACTIVE_STATES))
+        )
+        if model_id is not None
+    ]
+
+
+def _sweep_kind(
+    session: Session, kind: JobKind, limit: KindLimits, *, now: datetime, silent: datetime
+) -> tuple[int, int, int, list[str]]:
+    of_kind = Job.kind == kind
+    deadline = now - timedelta(seconds=limit.timeout_s)
     code, message = FINAL_MESSAGES[JobState.timeout]
     timed_out = session.execute(
         update(Job)
-        .where(IS_GENERATION, Job.state.in_(ACTIVE_STATES), Job.created_at < deadline)
+        .where(of_kind, Job.state.in_(ACTIVE_STATES), Job.created_at < deadline)
         .values(state=JobState.timeout, finished_at=now, error_code=code, message=message)
     )
     cancel_code, cancel_message = FINAL_MESSAGES[JobState.cancelled]
     cancelled = session.execute(
         update(Job)
         .where(
-            IS_GENERATION, Job.state == JobState.cancel_pending,
+            of_kind, Job.state == JobState.cancel_pending,
             or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < silent),
         )
         .values(state=JobState.cancelled, finished_at=now, error_code=cancel_code, message=cancel_message)
     )
     failed = session.execute(
         update(Job)
-        .where(IS_GENERATION, Job.state == JobState.running, Job.heartbeat_at < silent, Job.attempts >= max_attempts)
+        .where(of_kind, Job.state == JobState.running, Job.heartbeat_at < silent, Job.attempts >= limit.max_attempts)
         .values(
             state=JobState.failed, finished_at=now, error_code="worker_lost",
-            message=f"The engine worker running this job stopped responding ({max_attempts} attempts).",
+            message=f"The engine worker running this job stopped responding ({limit.max_attempts} attempts).",
         )
     )
     lost = list(
-        session.scalars(
-            select(Job.id).where(IS_GENERATION, Job.state == JobState.running, Job.heartbeat_at < silent)
-        )
+        session.scalars(select(Job.id).where(of_kind, Job.state == JobState.running, Job.heartbeat_at < silent))
     )
     for job_id in lost:
         _transition(session, job_id, {JobState.running}, state=JobState.pending, worker_id=None)
-    settled = now - timedelta(seconds=pending_grace_s)
-    waiting = [
-        job_id
-        for job_id in session.scalars(
-            select(Job.id)
-            .where(IS_GENERATION, Job.state == JobState.pending, or_(Job.created_at < settled, Job.id.in_(lost)))
-            .order_by(Job.created_at)
-        )
-        if job_id not in dispatched
-    ]
-    return Sweep(
-        redispatch=waiting,
-        timed_out=int(getattr(timed_out, "rowcount", 0)),
-        failed=int(getattr(failed, "rowcount", 0)),
-        cancelled=int(getattr(cancelled, "rowcount", 0)),
+    return (
+        int(getattr(timed_out, "rowcount", 0)),
+        int(getattr(failed, "rowcount", 0)),
+        int(getattr(cancelled, "rowcount", 0)),
+        lost,
     )
 
 
-def reset_orphans(session: Session, *, max_attempts: int) -> None:
+def reset_orphans(
+    session: Session, *, max_attempts: int, training_max_attempts: int | None = None
+) -> list[uuid.UUID]:
     """At start-up with a Ray this process owns, no earlier worker can still be alive: running jobs go back
-    to pending (or fail once out of attempts) and cancel requests end as cancelled."""
+    to pending (or fail once out of attempts; training jobs have their own bound) and cancel requests end as
+    cancelled. A training job put back resumes from its last checkpoint when it is dispatched again. Returns
+    the custom models whose training job this ended."""
     now = utcnow()
+    ending = _active_training_models(session)
     code, message = FINAL_MESSAGES[JobState.cancelled]
     session.execute(
-        update(Job).where(IS_GENERATION, Job.state == JobState.cancel_pending)
+        update(Job).where(Job.state == JobState.cancel_pending)
         .values(state=JobState.cancelled, finished_at=now, error_code=code, message=message)
     )
-    session.execute(
-        update(Job).where(IS_GENERATION, Job.state == JobState.running, Job.attempts >= max_attempts)
-        .values(
-            state=JobState.failed, finished_at=now, error_code="worker_lost",
-            message=f"The server stopped while this job ran ({max_attempts} attempts).",
+    bounds = {JobKind.generate: max_attempts, JobKind.train: training_max_attempts or max_attempts}
+    for kind, bound in bounds.items():
+        session.execute(
+            update(Job).where(Job.kind == kind, Job.state == JobState.running, Job.attempts >= bound)
+            .values(
+                state=JobState.failed, finished_at=now, error_code="worker_lost",
+                message=f"The server stopped while this job ran ({bound} attempts).",
+            )
         )
-    )
     session.execute(
-        update(Job).where(IS_GENERATION, Job.state == JobState.running).values(state=JobState.pending, worker_id=None)
+        update(Job).where(Job.state == JobState.running).values(state=JobState.pending, worker_id=None)
     )
+    return sorted(set(ending) - set(_active_training_models(session)))

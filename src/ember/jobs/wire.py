@@ -190,15 +190,47 @@ class GenerationResult(BaseModel):
     warnings: list[JobWarning] | None = None
 
 
+class LossPoint(BaseModel):
+    step: int
+    loss: float
+
+
+class TrainingSample(BaseModel):
+    step: int
+    url: str
+
+
+class TrainingProgress(BaseModel):
+    """Where a training job stands: its step, loss and ETA, the loss curve (at most 200 points, each the mean of
+    a run of steps), sample images with signed URLs, the last checkpoint and the step it resumed from."""
+
+    step: int
+    totalSteps: int
+    loss: float | None = None
+    etaSeconds: float | None = None
+    losses: list[LossPoint]
+    samples: list[TrainingSample]
+    checkpointStep: int | None = None
+    resumedFrom: int | None = None
+
+
+class TrainingResult(BaseModel):
+    customModelId: str
+    version: int
+    size: int
+
+
 class JobStatus(BaseModel):
-    """pending/running: jobId, status, progress; succeeded: + result; failed/cancelled/timeout: + error."""
+    """pending/running: jobId, status, progress; succeeded: + result; failed/cancelled/timeout: + error.
+    Training jobs also carry `training` once a worker has started them."""
 
     jobId: str
     status: str
     progress: int | None = None
-    result: GenerationResult | dict[str, Any] | None = None
+    result: GenerationResult | TrainingResult | dict[str, Any] | None = None
     error_code: str | None = None
     message: str | None = None
+    training: TrainingProgress | None = None
 
 
 class CancelAccepted(BaseModel):

@@ -1,0 +1,225 @@
+"""Benchmark of training jobs against the engine's `train_lora` called directly, measured in the same run.
+
+Starts `ember serve` (its own local Ray, one engine worker) on a temporary data directory, creates a subject
+model with ten images through the API, and warms the worker with one short training job. Then, alternating,
+it times a training job end to end (train-async → succeeded, status polled every `--poll` s; the job fetches the
+images from the blob store, writes progress, uploads samples, checkpoints and the LoRA, and records the new
+version) and `train_lora` in this process with the same images, captions and config (the same base-model
+load, samples and local checkpoints). It prints the median of each and their ratio (target ≤ 1.1), and the
+ratio of the best runs (on a machine shared with other work, the least disturbed run of each).
+
+The default poll interval, 0.5 s, is a client following a job of seconds to hours; it adds up to 0.5 s of
+latency to the job's end. On a 2-core machine much faster polling costs the worker CPU (each status answer
+takes about 3 ms of the server's CPU and as much of the client's), which the ratio then includes.
+
+    .venv/bin/python bench/training.py [--steps 300] [--repeats 5] [--threads 1] [--poll 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+from sqlalchemy import select
+
+from ember.config import Settings
+from ember.identity import ClientCredentials, create_client
+from ember.store.database import migrate, open_engine, session_factory, transaction
+from ember.store.tables import Job
+
+SCOPE = "openid,AdobeID,firefly_api,ff_apis"
+MODELS = "/v3/custom-models"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def seed_client(data_dir: Path) -> ClientCredentials:
+    engine = open_engine(Settings(data_dir=data_dir).database_url)
+    migrate(engine)
+    with transaction(session_factory(engine)) as session:
+        credentials = create_client(session, "bench")
+    engine.dispose()
+    return credentials
+
+
+def start_server(data_dir: Path, model_dir: Path, port: int, threads: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "EMBER_MODEL_DIR": str(model_dir),
+        "EMBER_RAY_NUM_CPUS": str(max(2, threads)),
+        "EMBER_ENGINE_WORKER_NUM_CPUS": str(threads),
+        "EMBER_RATE_LIMIT_PER_MINUTE": "0",
+        "EMBER_RATE_LIMIT_PER_DAY": "0",
+        "EMBER_LOG_LEVEL": "warning",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("EMBER_DATA_DIR", None)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ember"), "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the server did not start")
+
+
+def headers_for(base: str, credentials: ClientCredentials) -> dict[str, str]:
+    token = httpx.post(f"{base}/ims/token/v3", data={
+        "grant_type": "client_credentials", "client_id": credentials.client_id,
+        "client_secret": credentials.client_secret, "scope": SCOPE,
+    }).json()["access_token"]
+    return {"Authorization": f"Bearer {token}", "x-api-key": credentials.client_id}
+
+
+def picture(seed: int, side: int = 128) -> bytes:
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, size=(9, 9, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(blocks).resize((side, side), Image.Resampling.NEAREST).save(out, format="PNG")
+    return out.getvalue()
+
+
+def make_model(client: httpx.Client) -> str:
+    created = client.post(MODELS, json={
+        "displayName": "Bench", "trainingMode": "subject", "conceptId": "zorb", "samplePrompt": "a zorb on a beach",
+    })
+    created.raise_for_status()
+    asset_id = str(created.json()["assetId"])
+    files = [("files", (f"{seed}.png", picture(seed), "image/png")) for seed in range(10)]
+    client.post(f"{MODELS}/{asset_id}/images", files=files).raise_for_status()
+    return asset_id
+
+
+def train_job(client: httpx.Client, asset_id: str, steps: int, poll_s: float) -> tuple[float, str]:
+    started = time.perf_counter()
+    accepted = client.post(f"{MODELS}/{asset_id}/train-async", json={"steps": steps})
+    accepted.raise_for_status()
+    job_id = str(accepted.json()["jobId"])
+    while True:
+        status = client.get(f"/v3/status/{job_id}").json()
+        if status["status"] == "succeeded":
+            return time.perf_counter() - started, job_id
+        if status["status"] in ("failed", "cancelled", "timeout"):
+            raise SystemExit(f"training job ended as {status}")
+        time.sleep(poll_s)
+
+
+def job_times(data_dir: Path, job_id: str) -> tuple[float, float]:
+    """Seconds from submission to the claim, and from the claim to the recorded success."""
+    engine = open_engine(Settings(data_dir=data_dir).database_url)
+    try:
+        with session_factory(engine)() as session:
+            job = session.get(Job, job_id)
+            assert job is not None and job.started_at is not None and job.finished_at is not None
+            return (job.started_at - job.created_at).total_seconds(), (job.finished_at - job.started_at).total_seconds()
+    finally:
+        engine.dispose()
+
+
+def stored_request(data_dir: Path, job_id: str) -> dict[str, Any]:
+    engine = open_engine(Settings(data_dir=data_dir).database_url)
+    try:
+        with session_factory(engine)() as session:
+            request = session.scalar(select(Job.request).where(Job.id == job_id))
+    finally:
+        engine.dispose()
+    assert request is not None
+    return dict(request)
+
+
+def direct_training(request: dict[str, Any], data_dir: Path, model_dir: Path, work_dir: Path) -> float:
+    """`train_lora` on the job's own inputs: its images from the blob directory, its captions and config."""
+    from ember.engine.train import preset_for, train_lora
+    from ember.engine.types import TrainingExample
+
+    blobs = data_dir / "blobs"
+    examples = [
+        TrainingExample((blobs / image["blobKey"]).read_bytes(), image["caption"]) for image in request["images"]
+    ]
+    config = preset_for(request["baseModel"], request["mode"]).with_overrides(**request["config"])
+    shutil.rmtree(work_dir, ignore_errors=True)
+    started = time.perf_counter()
+    train_lora(
+        request["baseModel"], examples, config, work_dir, model_dir=model_dir, mode=request["mode"],
+        concept=request["concept"] or None, sample_prompt=request["samplePrompt"] or None,
+    )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between status polls")
+    args = parser.parse_args()
+
+    import torch
+
+    from ember.engine.models import resolve_model_path
+    from ember.engine.registry import get_base_model
+
+    torch.set_num_threads(args.threads)
+    root = Path(tempfile.mkdtemp(prefix="ember-bench-training-"))
+    data_dir, model_dir = root / "data", root / "models"
+    resolve_model_path(get_base_model("tiny"), model_dir)
+    credentials = seed_client(data_dir)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = start_server(data_dir, model_dir, port, args.threads)
+    try:
+        with httpx.Client(base_url=base, headers=headers_for(base, credentials), timeout=60) as client:
+            asset_id = make_model(client)
+            _, warm_job = train_job(client, asset_id, 5, args.poll)  # starts the engine worker and its imports
+            request = stored_request(data_dir, warm_job)
+            request["config"] = {"steps": args.steps}
+            api, direct, claims, runs = [], [], [], []
+            for _ in range(args.repeats):
+                seconds, job_id = train_job(client, asset_id, args.steps, args.poll)
+                api.append(seconds)
+                claimed, ran = job_times(data_dir, job_id)
+                claims.append(claimed)
+                runs.append(ran)
+                direct.append(direct_training(request, data_dir, model_dir, root / "direct"))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+    api_s, direct_s = statistics.median(api), statistics.median(direct)
+    print(f"training job, {args.steps} steps on tiny, {args.threads} torch thread(s), status polled every "
+          f"{args.poll} s, median of {args.repeats}")
+    print(f"  through the API with Ray (submit → succeeded): {api_s:7.2f} s   runs {[round(x, 2) for x in api]}")
+    print(f"  train_lora called directly:                   {direct_s:7.2f} s   runs {[round(x, 2) for x in direct]}")
+    print(f"  of the job: submit → claimed {statistics.median(claims):.2f} s, claimed → succeeded (recorded) "
+          f"{statistics.median(runs):.2f} s")
+    print(f"  ratio API / direct: {api_s / direct_s:.3f} of the medians, {min(api) / min(direct):.3f} of the best runs "
+          "(target ≤ 1.1)")
+
+
+if __name__ == "__main__":
+    main()

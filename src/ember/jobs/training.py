@@ -1,0 +1,370 @@
+"""Carrying one training job on an engine worker: images from the blob store into `train_lora`, progress and
+the loss curve onto the job row, checkpoints and samples into the blob store (so a later attempt, on any
+machine, resumes from the last checkpoint), and the new model version recorded with the job's success.
+
+Torch is imported only inside the engine call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ember import models_service
+from ember.blobs import BlobNotFound, BlobStore
+from ember.jobs import records
+from ember.store.database import transaction
+
+log = logging.getLogger("ember.jobs.training")
+PROGRESS_INTERVAL_S = 0.25
+CURVE_POINTS = 200
+KOHYA_SUFFIX = ".kohya.safetensors"
+
+
+class TrainingInputMissing(Exception):
+    """A training image named by the job is no longer in the blob store."""
+
+
+def job_folder(job_id: str) -> str:
+    """The blob folder of a job's checkpoints and samples: `training/<job uuid>`."""
+    return f"training/{job_id.rsplit(':', 1)[-1]}"
+
+
+def sample_key(job_id: str, step: int) -> str:
+    return f"{job_folder(job_id)}/samples/step-{step}.png"
+
+
+def kohya_key(lora_key: str) -> str:
+    """The kohya-format file beside a version's LoRA: `…/lora.safetensors` → `…/lora.kohya.safetensors`."""
+    stem = lora_key.removesuffix(".safetensors")
+    return f"{stem}{KOHYA_SUFFIX}"
+
+
+def loss_curve(losses: list[float], points: int = CURVE_POINTS) -> list[dict[str, float]]:
+    """The loss per step, averaged over equal runs of steps so that at most `points` remain; each point is
+    labelled with the last step of its run."""
+    if not losses:
+        return []
+    stride = max(1, math.ceil(len(losses) / points))
+    curve = []
+    for start in range(0, len(losses), stride):
+        chunk = losses[start : start + stride]
+        curve.append({"step": start + len(chunk), "loss": round(sum(chunk) / len(chunk), 6)})
+    return curve
+
+
+@dataclass
+class TrainingRecord:
+    """What the job row holds about a training run (in its `result` JSON under "training"); it outlives an
+    attempt, so the next one knows which checkpoint to resume from and which samples exist."""
+
+    total_steps: int = 0
+    step: int = 0
+    loss: float | None = None
+    eta_s: float | None = None
+    losses: list[float] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint_step: int | None = None
+    checkpoint_keys: list[str] = field(default_factory=list)
+    resumed_from: int | None = None
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any]) -> TrainingRecord:
+        stored = result.get("training") or {}
+        checkpoint = stored.get("checkpoint") or {}
+        return cls(
+            total_steps=int(stored.get("totalSteps", 0)),
+            step=int(stored.get("step", 0)),
+            loss=stored.get("loss"),
+            eta_s=stored.get("etaSeconds"),
+            samples=list(stored.get("samples", [])),
+            checkpoint_step=checkpoint.get("step"),
+            checkpoint_keys=list(checkpoint.get("keys", [])),
+            resumed_from=stored.get("resumedFrom"),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form: the wire's `training` object, with sample keys instead of URLs and the checkpoint's
+        blob keys (never shown)."""
+        return {
+            "step": self.step,
+            "totalSteps": self.total_steps,
+            "loss": self.loss,
+            "etaSeconds": None if self.eta_s is None else round(self.eta_s, 1),
+            "losses": loss_curve(self.losses),
+            "samples": list(self.samples),
+            "checkpoint": (
+                {"step": self.checkpoint_step, "keys": list(self.checkpoint_keys)}
+                if self.checkpoint_step is not None
+                else None
+            ),
+            "resumedFrom": self.resumed_from,
+        }
+
+    @property
+    def percent(self) -> int:
+        return min(99, int(100 * self.step / max(1, self.total_steps)))
+
+
+class TrainingRun:
+    """One attempt at one training job on one worker."""
+
+    def __init__(
+        self,
+        job_id: str,
+        spec: dict[str, Any],
+        *,
+        worker_id: str,
+        sessions: sessionmaker[Session],
+        blobs: BlobStore,
+        model_dir: Path,
+        work_root: Path,
+        region: str,
+    ) -> None:
+        self.job_id = job_id
+        self.spec = spec
+        self.worker_id = worker_id
+        self.sessions = sessions
+        self.blobs = blobs
+        self.model_dir = model_dir
+        self.work_dir = work_root / job_id.rsplit(":", 1)[-1]
+        self.region = region
+        self.record = TrainingRecord()
+        self._last_written = 0.0
+        self._lora_size = 0
+
+    # --- the attempt, start to end ---------------------------------------------------------------------------
+
+    def run(self) -> str:
+        from ember.engine.types import Cancelled, EngineError
+
+        uploaded: list[str] = []
+        try:
+            with self.sessions() as session:
+                self.record = TrainingRecord.from_result(records.stored_result(session, self.job_id))
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir.mkdir(parents=True)
+            self._restore_checkpoint()
+            result = self._train()
+            uploaded = self._store_weights(result)
+            return self._succeed(uploaded)
+        except Cancelled:
+            self._discard(uploaded)
+            with transaction(self.sessions) as session:
+                records.confirm_cancelled(session, self.job_id)
+                state = records.current_state(session, self.job_id)
+                self._follow(session)
+            self._discard(self.record.checkpoint_keys)
+            return str(state)
+        except (EngineError, TrainingInputMissing) as error:
+            return self._fail(uploaded, "invalid_request", f"Training failed: {error}")
+        except Exception as error:  # a job must end in a state, whatever went wrong
+            log.exception("training job %s failed", self.job_id)
+            return self._fail(uploaded, "runtime_error", f"Training failed: {type(error).__name__}.")
+        finally:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _train(self) -> Any:
+        from ember.engine.train import preset_for, train_lora
+        from ember.engine.types import TrainingExample
+
+        spec = self.spec
+        examples = []
+        for image in spec["images"]:
+            try:
+                examples.append(TrainingExample(self.blobs.get(image["blobKey"]), image["caption"]))
+            except BlobNotFound:
+                raise TrainingInputMissing(f"the training image {image['id']} is no longer stored") from None
+        config = preset_for(spec["baseModel"], spec["mode"]).with_overrides(**spec.get("config", {}))
+        self.record.total_steps = config.steps
+        with transaction(self.sessions) as session:
+            self._write(session)
+        return train_lora(
+            spec["baseModel"],
+            examples,
+            config,
+            self.work_dir,
+            model_dir=self.model_dir,
+            mode=spec["mode"],
+            concept=spec.get("concept") or None,
+            sample_prompt=spec.get("samplePrompt") or None,
+            progress=self._on_progress,
+            should_cancel=self._should_cancel,
+        )
+
+    def _succeed(self, uploaded: list[str]) -> str:
+        from ember.engine.types import Cancelled
+
+        lora_key = self.spec["loraBlobKey"]
+        size = self._lora_size
+        self.record.step = self.record.total_steps
+        self.record.eta_s = 0.0
+        # The result shows no checkpoint: it is deleted once the success is recorded.
+        checkpoint_keys, checkpoint_step = self.record.checkpoint_keys, self.record.checkpoint_step
+        self.record.checkpoint_keys, self.record.checkpoint_step = [], None
+        result = {
+            "customModelId": f"urn:aaid:sc:{self.region}:{self.spec['customModelId']}",
+            "version": int(self.spec["version"]),
+            "size": size,
+            "training": self.record.as_json(),
+        }
+        succeeded = False
+        try:
+            with transaction(self.sessions) as session:
+                if records.succeed(session, self.job_id, result):
+                    models_service.record_trained_version(
+                        session,
+                        uuid.UUID(str(self.spec["customModelId"])),
+                        number=int(self.spec["version"]),
+                        lora_blob_key=lora_key,
+                        size=size,
+                        job_id=self.job_id,
+                    )
+                    succeeded = True
+        finally:
+            if not succeeded:  # the checkpoint is still this job's to delete when it ends
+                self.record.checkpoint_keys, self.record.checkpoint_step = checkpoint_keys, checkpoint_step
+        if not succeeded:
+            raise Cancelled("stopped before the result was recorded")
+        self._discard(checkpoint_keys)
+        return "succeeded"
+
+    def _fail(self, uploaded: list[str], code: str, message: str) -> str:
+        self._discard(uploaded)
+        with transaction(self.sessions) as session:
+            records.fail(session, self.job_id, code, message)
+            state = records.current_state(session, self.job_id)
+            self._follow(session)
+        self._discard(self.record.checkpoint_keys)
+        return str(state)
+
+    def _follow(self, session: Session) -> None:
+        model_id = model_of(self.spec)
+        if model_id is not None:
+            models_service.follow_training_job(session, model_id)
+
+    # --- during training -------------------------------------------------------------------------------------
+
+    def _should_cancel(self) -> bool:
+        with self.sessions() as session:
+            return records.should_stop(session, self.job_id)
+
+    def _on_progress(self, event: Any) -> None:
+        force = False
+        if event.loss is not None and event.step > 0:
+            del self.record.losses[event.step - 1 :]
+            self.record.losses.append(float(event.loss))
+            self.record.step, self.record.loss, self.record.eta_s = event.step, float(event.loss), event.eta_s
+        if event.preview is not None:
+            key = sample_key(self.job_id, event.step)
+            self.blobs.put(key, event.preview, "image/png")
+            self.record.samples = [s for s in self.record.samples if s["step"] != event.step]
+            self.record.samples.append({"step": event.step, "key": key})
+            force = True
+        # The engine writes a checkpoint right after reporting its step, so it is found at the next report.
+        force = self._upload_new_checkpoint() or force
+        now = time.monotonic()
+        if force or now - self._last_written >= PROGRESS_INTERVAL_S:
+            # At most every PROGRESS_INTERVAL_S: a commit per step would cost more than a small step.
+            self._last_written = now
+            with transaction(self.sessions) as session:
+                self._write(session)
+
+    def _write(self, session: Session) -> bool:
+        return records.record_training(
+            session, self.job_id, self.worker_id, self.record.percent, {"training": self.record.as_json()}
+        )
+
+    # --- checkpoints in the blob store ----------------------------------------------------------------------
+
+    def _checkpoint_dirs(self) -> list[tuple[int, Path]]:
+        found = []
+        for directory in (self.work_dir / "checkpoints").glob("step-*"):
+            state = directory / "state.json"
+            if state.is_file():
+                found.append((int(json.loads(state.read_text())["step"]), directory))
+        return sorted(found)
+
+    def _upload_new_checkpoint(self) -> bool:
+        """Copy the newest local checkpoint to the blob store if it is newer than the recorded one, record
+        it, then drop the one it replaces. Returns True when the record changed."""
+        found = self._checkpoint_dirs()
+        if not found:
+            return False
+        step, directory = found[-1]
+        if self.record.checkpoint_step is not None and step <= self.record.checkpoint_step:
+            return False
+        if step >= self.record.total_steps:
+            return False  # the final checkpoint: the LoRA itself is stored next
+        folder = f"{job_folder(self.job_id)}/checkpoints/{directory.name}"
+        keys = []
+        for file in sorted(directory.iterdir()):
+            if file.is_file():
+                key = f"{folder}/{file.name}"
+                self.blobs.put(key, file.read_bytes())
+                keys.append(key)
+        replaced = self.record.checkpoint_keys
+        self.record.checkpoint_step, self.record.checkpoint_keys = step, keys
+        with transaction(self.sessions) as session:
+            recorded = self._write(session)
+        self._last_written = time.monotonic()
+        if recorded:
+            self._discard([key for key in replaced if key not in keys])
+        return True
+
+    def _restore_checkpoint(self) -> None:
+        """On a later attempt: the recorded checkpoint into the fresh work dir, where train_lora resumes from."""
+        step = self.record.checkpoint_step
+        if step is None or not self.record.checkpoint_keys:
+            return
+        prefix = f"{job_folder(self.job_id)}/checkpoints/"
+        try:
+            for key in self.record.checkpoint_keys:
+                target = self.work_dir / "checkpoints" / key.removeprefix(prefix)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(self.blobs.get(key))
+        except BlobNotFound:
+            log.warning("checkpoint of %s at step %d is missing; training starts over", self.job_id, step)
+            shutil.rmtree(self.work_dir / "checkpoints", ignore_errors=True)
+            self.record.checkpoint_step, self.record.checkpoint_keys = None, []
+            return
+        state = next((path for path in (self.work_dir / "checkpoints").rglob("state.json")), None)
+        if state is not None:
+            self.record.losses = [float(x) for x in json.loads(state.read_text()).get("losses", [])]
+        self.record.step = step
+        self.record.resumed_from = step
+
+    def _store_weights(self, result: Any) -> list[str]:
+        lora_key = self.spec["loraBlobKey"]
+        uploaded = []
+        data = Path(result.lora_path).read_bytes()
+        self.blobs.put(lora_key, data)
+        self._lora_size = len(data)
+        uploaded.append(lora_key)
+        if result.kohya_path is not None and Path(result.kohya_path).is_file():
+            self.blobs.put(kohya_key(lora_key), Path(result.kohya_path).read_bytes())
+            uploaded.append(kohya_key(lora_key))
+        return uploaded
+
+    def _discard(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                self.blobs.delete(key)
+            except Exception:  # a blob left behind is waste, never an error for the job
+                log.warning("could not delete %s", key, exc_info=True)
+
+
+def model_of(spec: dict[str, Any]) -> uuid.UUID | None:
+    """The custom model a training job trains (None for a malformed job, which then simply fails)."""
+    try:
+        return uuid.UUID(str(spec["customModelId"]))
+    except (KeyError, ValueError):
+        return None
