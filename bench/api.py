@@ -17,10 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,14 +24,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from serving import SCOPE, free_port, seed_clients, start_server
 from sqlalchemy import select
 
 from ember.config import Settings
-from ember.identity import ClientCredentials, create_client
-from ember.store.database import migrate, open_engine, session_factory, transaction
+from ember.identity import ClientCredentials
+from ember.store.database import open_engine, session_factory, transaction
 from ember.store.tables import CustomModel, Organization, PublishedState, TrainingMode, TrainingState
-
-SCOPE = "openid,AdobeID,firefly_api,ff_apis"
 
 
 @dataclass
@@ -55,11 +50,9 @@ class Result:
 
 
 def seed(data_dir: Path, models: int) -> ClientCredentials:
-    settings = Settings(data_dir=data_dir)
-    engine = open_engine(settings.database_url)
-    migrate(engine)
+    (credentials,) = seed_clients(data_dir, ["bench"])
+    engine = open_engine(Settings(data_dir=data_dir).database_url)
     with transaction(session_factory(engine)) as session:
-        credentials = create_client(session, "bench")
         org_id = session.scalar(select(Organization.id).where(Organization.name == "bench"))
         start = datetime(2026, 1, 1, tzinfo=UTC)
         for index in range(models):
@@ -81,35 +74,6 @@ def seed(data_dir: Path, models: int) -> ClientCredentials:
             )
     engine.dispose()
     return credentials
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "EMBER_RAY_ADDRESS": "disabled",
-        "EMBER_RATE_LIMIT_PER_MINUTE": "0",
-        "EMBER_RATE_LIMIT_PER_DAY": "0",
-    }
-    ember = Path(sys.executable).parent / "ember"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(ember), "serve", "--port", str(port), "--data-dir", str(data_dir)], env=env, stdout=out, stderr=out
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.terminate()
-    raise SystemExit(f"server did not start; see {log}")
 
 
 async def drive(
@@ -182,7 +146,7 @@ def main() -> None:
         data_dir = Path(tmp) / "data"
         credentials = seed(data_dir, args.models)
         port = free_port()
-        server = start_server(data_dir, port, Path(tmp) / "server.log")
+        server = start_server(data_dir, port, {"EMBER_RAY_ADDRESS": "disabled"}, Path(tmp) / "server.log")
         base = f"http://127.0.0.1:{port}"
         try:
             phases = [

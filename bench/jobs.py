@@ -18,78 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from serving import engine_env, free_port, headers_for, seed_clients, start_server
 from sqlalchemy import select
 
 from ember.config import Settings
-from ember.identity import ClientCredentials, create_client
-from ember.store.database import migrate, open_engine, session_factory, transaction
+from ember.store.database import open_engine, session_factory
 from ember.store.tables import Job, JobState
 
-SCOPE = "openid,AdobeID,firefly_api,ff_apis"
 ORGS = 5
 POLL_S = 0.025  # how often the single-job client polls status
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def seed_clients(data_dir: Path) -> list[ClientCredentials]:
-    engine = open_engine(Settings(data_dir=data_dir).database_url)
-    migrate(engine)
-    with transaction(session_factory(engine)) as session:
-        clients = [create_client(session, f"bench-{index}") for index in range(ORGS)]
-    engine.dispose()
-    return clients
-
-
-def start_server(data_dir: Path, model_dir: Path, port: int, threads: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "EMBER_MODEL_DIR": str(model_dir),
-        "EMBER_RAY_NUM_CPUS": str(max(2, threads)),
-        "EMBER_ENGINE_WORKER_NUM_CPUS": str(threads),
-        "EMBER_RATE_LIMIT_PER_MINUTE": "0",
-        "EMBER_RATE_LIMIT_PER_DAY": "0",
-        "EMBER_LOG_LEVEL": "warning",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "HF_HUB_OFFLINE": "1",
-    }
-    env.pop("EMBER_DATA_DIR", None)
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ember"), "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the server did not start")
-
-
-def headers_for(base: str, credentials: ClientCredentials) -> dict[str, str]:
-    token = httpx.post(f"{base}/ims/token/v3", data={
-        "grant_type": "client_credentials", "client_id": credentials.client_id,
-        "client_secret": credentials.client_secret, "scope": SCOPE,
-    }).json()["access_token"]
-    return {"Authorization": f"Bearer {token}", "x-api-key": credentials.client_id}
 
 
 def body_for(index: int, size: int) -> dict[str, Any]:
@@ -216,10 +160,10 @@ def main() -> None:
         from ember.engine.registry import get_base_model
 
         resolve_model_path(get_base_model("tiny"), model_dir)
-        clients = seed_clients(data_dir)
+        clients = seed_clients(data_dir, [f"bench-{index}" for index in range(ORGS)])
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = start_server(data_dir, model_dir, port, args.threads)
+        server = start_server(data_dir, port, engine_env(model_dir, args.threads))
         try:
             org_headers = [headers_for(base, credentials) for credentials in clients]
             with httpx.Client(base_url=base, timeout=60) as client:

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,68 +29,14 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
+from serving import engine_env, free_port, headers_for, seed_clients, start_server
 from sqlalchemy import select
 
 from ember.config import Settings
-from ember.identity import ClientCredentials, create_client
-from ember.store.database import migrate, open_engine, session_factory, transaction
+from ember.store.database import open_engine, session_factory
 from ember.store.tables import Job
 
-SCOPE = "openid,AdobeID,firefly_api,ff_apis"
 MODELS = "/v3/custom-models"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def seed_client(data_dir: Path) -> ClientCredentials:
-    engine = open_engine(Settings(data_dir=data_dir).database_url)
-    migrate(engine)
-    with transaction(session_factory(engine)) as session:
-        credentials = create_client(session, "bench")
-    engine.dispose()
-    return credentials
-
-
-def start_server(data_dir: Path, model_dir: Path, port: int, threads: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "EMBER_MODEL_DIR": str(model_dir),
-        "EMBER_RAY_NUM_CPUS": str(max(2, threads)),
-        "EMBER_ENGINE_WORKER_NUM_CPUS": str(threads),
-        "EMBER_RATE_LIMIT_PER_MINUTE": "0",
-        "EMBER_RATE_LIMIT_PER_DAY": "0",
-        "EMBER_LOG_LEVEL": "warning",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "HF_HUB_OFFLINE": "1",
-    }
-    env.pop("EMBER_DATA_DIR", None)
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ember"), "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the server did not start")
-
-
-def headers_for(base: str, credentials: ClientCredentials) -> dict[str, str]:
-    token = httpx.post(f"{base}/ims/token/v3", data={
-        "grant_type": "client_credentials", "client_id": credentials.client_id,
-        "client_secret": credentials.client_secret, "scope": SCOPE,
-    }).json()["access_token"]
-    return {"Authorization": f"Bearer {token}", "x-api-key": credentials.client_id}
 
 
 def picture(seed: int, side: int = 128) -> bytes:
@@ -188,10 +131,10 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="ember-bench-training-"))
     data_dir, model_dir = root / "data", root / "models"
     resolve_model_path(get_base_model("tiny"), model_dir)
-    credentials = seed_client(data_dir)
+    (credentials,) = seed_clients(data_dir, ["bench"])
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = start_server(data_dir, model_dir, port, args.threads)
+    server = start_server(data_dir, port, engine_env(model_dir, args.threads))
     try:
         with httpx.Client(base_url=base, headers=headers_for(base, credentials), timeout=60) as client:
             asset_id = make_model(client)
