@@ -22,6 +22,7 @@ CONCEPT = "router"
 TRAINING_STEPS = "20"
 STEP_TIMEOUT_MS = 20_000
 TRAINING_TIMEOUT_MS = 120_000
+UPLOAD_TIMEOUT_MS = 60_000
 
 
 def router_picture(index: int) -> bytes:
@@ -90,6 +91,7 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
     partner = server.add_client("partner")
     page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
     page.set_default_timeout(STEP_TIMEOUT_MS)
+    expect.set_options(timeout=STEP_TIMEOUT_MS)  # assertions wait for the server as long as actions do
     walk = Walk(page, artifacts)
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
@@ -120,7 +122,8 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
     # Upload; the repeated picture is flagged and deleted inline.
     expect(page.get_by_role("heading", name=re.compile("training images"))).to_be_visible()
     page.locator("#image-files").set_input_files([str(path) for path in training_files(tmp_path / "images")])
-    expect(page.locator("#image-count")).to_have_text("11 images · 1 needs attention")
+    # Uploading checks and captions every image on the server: allow for a busy machine.
+    expect(page.locator("#image-count")).to_have_text("11 images · 1 needs attention", timeout=UPLOAD_TIMEOUT_MS)
     flagged = page.locator(".image-card.flagged")
     expect(flagged).to_contain_text("duplicate")
     walk.shot("images-duplicate-flagged")
