@@ -96,3 +96,12 @@ def test_configured_chain_takes_precedence(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("EMBER_C2PA_CERT", str(tmp_path / "cert.pem"))
     monkeypatch.setenv("EMBER_C2PA_KEY", str(tmp_path / "key.pem"))
     assert load_or_create_chain(tmp_path / "data") == own
+
+
+def test_manifest_embeds_no_thumbnail_so_outputs_stay_small(chain: SigningChain) -> None:
+    buf = io.BytesIO()
+    Image.effect_noise((256, 256), 64).convert("RGB").save(buf, "JPEG", quality=90)
+    signed = sign_image(buf.getvalue(), "image/jpeg", Origin("tiny"), chain)
+    assert "thumbnail" not in _active(read_credentials(signed, "image/jpeg"))
+    # The manifest (mostly the certificate chain) is all that is added.
+    assert len(signed) - len(buf.getvalue()) < 40_000
