@@ -163,6 +163,11 @@ class JobAccepted(BaseModel):
     statusUrl: str
     cancelUrl: str
 
+    @classmethod
+    def for_job(cls, job_id: str, base_url: str) -> JobAccepted:
+        """The 202 body of any job: its id and the absolute URLs to follow and cancel it."""
+        return cls(jobId=job_id, statusUrl=f"{base_url}/v3/status/{job_id}", cancelUrl=f"{base_url}/v3/cancel/{job_id}")
+
 
 class OutputImage(BaseModel):
     url: str

@@ -273,9 +273,7 @@ def train_custom_model(
             runtime.dispatcher.submit(job.id)
         except EngineUnavailable:
             pass  # the job stays pending; the dispatcher's recovery carries pending rows once workers exist
-    return JobAccepted(
-        jobId=job.id, statusUrl=f"{base_url}/v3/status/{job.id}", cancelUrl=f"{base_url}/v3/cancel/{job.id}"
-    )
+    return JobAccepted.for_job(job.id, base_url)
 
 
 @router.post(

@@ -84,9 +84,7 @@ def generate_async(
     mimetype: MimetypeHeader = None,
 ) -> JobAccepted:
     job_id = _submit(runtime, principal, session, body, model_version, mimetype)
-    return JobAccepted(
-        jobId=job_id, statusUrl=f"{base_url}/v3/status/{job_id}", cancelUrl=f"{base_url}/v3/cancel/{job_id}"
-    )
+    return JobAccepted.for_job(job_id, base_url)
 
 
 @router.get("/generate-async", include_in_schema=False)
