@@ -1,7 +1,21 @@
-"""Settings shared by every test: offline, no telemetry, no real user data."""
+"""Settings shared by every test: offline, no telemetry, no real user data; the tiny base model, made once."""
 
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny base model materialized once for the whole session, shared by the engine, its workers and jobs."""
+    from ember.engine.models import resolve_model_path
+    from ember.engine.registry import get_base_model
+
+    directory = tmp_path_factory.mktemp("models")
+    resolve_model_path(get_base_model("tiny"), directory)
+    return directory

@@ -47,16 +47,6 @@ def single_torch_thread() -> None:
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ember.engine.models import resolve_model_path
-    from ember.engine.registry import get_base_model
-
-    directory = tmp_path_factory.mktemp("models")
-    resolve_model_path(get_base_model("tiny"), directory)
-    return directory
-
-
-@pytest.fixture(scope="session")
 def engine(model_dir: Path) -> Any:
     from ember.engine.generate import Engine
 

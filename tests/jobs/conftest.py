@@ -215,17 +215,6 @@ def ray_address() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny base model materialized once, shared by every worker and the direct engine."""
-    from ember.engine.models import resolve_model_path
-    from ember.engine.registry import get_base_model
-
-    directory = tmp_path_factory.mktemp("models")
-    resolve_model_path(get_base_model("tiny"), directory)
-    return directory
-
-
-@pytest.fixture(scope="session")
 def tiny_lora(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A LoRA trained by the engine on `tiny` from images made here (a few steps: enough to be a real file)."""
     from ember.engine.train import preset_for, train_lora
