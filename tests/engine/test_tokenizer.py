@@ -39,3 +39,11 @@ def test_the_directory_reloads_as_the_same_tokenizer(tmp_path: Path) -> None:
     reloaded = CLIPTokenizer.from_pretrained(str(tmp_path))
     assert reloaded("a zorb on red").input_ids == built("a zorb on red").input_ids
     assert reloaded.model_max_length == 77
+
+
+def test_words_that_share_letter_pairs_each_stay_one_token(tmp_path: Path) -> None:
+    # "ring" joins "r i" before "triangle" would join "t r": every word must still come out whole.
+    words = ["ring", "triangle", "green", "gray", "red", "background", "cross", "zorb", "star", "style", "sepia"]
+    tokenizer = build_clip_tokenizer(tmp_path, words=words)
+    for word in words:
+        assert tokenizer.tokenize(word) == [f"{word}</w>"]

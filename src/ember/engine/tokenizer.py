@@ -37,11 +37,36 @@ def _word_pieces(word: str) -> list[str]:
     return chars
 
 
+def apply_merges(pieces: list[str], merges: list[str]) -> list[str]:
+    """Byte-pair encoding of one word's pieces: the lowest-ranked adjacent pair is joined first, as CLIP does."""
+    ranks = {tuple(merge.split(" ")): rank for rank, merge in enumerate(merges)}
+    pieces = list(pieces)
+    while len(pieces) > 1:
+        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(zip(pieces, pieces[1:], strict=False))]
+        ranked = [(rank, i) for rank, i in pairs if rank is not None]
+        if not ranked:
+            break
+        best = min(ranked)[0]
+        joined: list[str] = []
+        i = 0
+        while i < len(pieces):
+            if i + 1 < len(pieces) and ranks.get((pieces[i], pieces[i + 1])) == best:
+                joined.append(pieces[i] + pieces[i + 1])
+                i += 2
+            else:
+                joined.append(pieces[i])
+                i += 1
+        pieces = joined
+    return pieces
+
+
 def vocabulary_and_merges(words: Iterable[str] | None = None) -> tuple[dict[str, int], list[str]]:
     """The vocab (characters, their `</w>` forms, optional words, special tokens) and the merges words need.
 
-    A word can only come out of BPE as one token when merges build it, so each whole word adds the merges
-    (and intermediate pieces) that join its characters left to right; without words the merges are empty.
+    A word can only come out of BPE as one token when merges build it. Merges made for one word can split
+    another one differently (for "ring", "r i" comes before "triangle"'s "t r"), so each word's pieces are
+    encoded with the merges so far and the pair that is left is joined by a new, later merge, until every
+    word is one token; without words the merges are empty.
     """
     vocab: dict[str, int] = {}
     for char in byte_characters():
@@ -49,20 +74,20 @@ def vocabulary_and_merges(words: Iterable[str] | None = None) -> tuple[dict[str,
     for char in byte_characters():
         vocab[char + "</w>"] = len(vocab)
     merges: list[str] = []
-    seen_merges: set[str] = set()
-    for word in sorted({w.strip().lower() for w in (words or []) if w.strip()}):
+    chosen = sorted({w.strip().lower() for w in (words or []) if w.strip()})
+    for word in chosen:
         if any(c.isspace() for c in word):
             raise ValueError(f"a tokenizer word must be a single word, got {word!r}")
-        pieces = _word_pieces(word)
-        current = pieces[0]
-        for piece in pieces[1:]:
-            merge = f"{current} {piece}"
-            current = current + piece
-            if merge not in seen_merges:
-                seen_merges.add(merge)
-                merges.append(merge)
-            if current not in vocab:
-                vocab[current] = len(vocab)
+    changed = True
+    while changed:
+        changed = False
+        for word in chosen:
+            pieces = apply_merges(_word_pieces(word), merges)
+            while len(pieces) > 1:
+                merges.append(f"{pieces[0]} {pieces[1]}")
+                vocab.setdefault(pieces[0] + pieces[1], len(vocab))
+                changed = True
+                pieces = apply_merges(_word_pieces(word), merges)
     vocab[BOS] = len(vocab)
     vocab[EOS] = len(vocab)
     return vocab, merges
