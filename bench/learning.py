@@ -135,11 +135,6 @@ def subject_examples(count: int, seed: int) -> list[TrainingExample]:
     return [TrainingExample(render(s), caption(CONCEPT, None, s.background)) for s in scenes]
 
 
-def replay_examples(count: int, seed: int) -> list[TrainingExample]:
-    """Pictures of the base world, replayed beside the custom pictures so other prompts stay as they were."""
-    return [TrainingExample(render(s), s.caption) for s in random_scenes(seed + 1, count, pairs=SEEN_PAIRS)]
-
-
 def style_examples(count: int, seed: int) -> list[TrainingExample]:
     """Sepia scenes of a few shapes, captioned with what they show (a style model applies to every prompt)."""
     pairs = tuple(pair for pair in SEEN_PAIRS if pair[0] in STYLE_TRAINING_SHAPES)
@@ -196,8 +191,7 @@ class LearningBench:
             held_score = mean_score(self.read_prompts(held_out))
         return BaseQuality(seen_score, held_score)
 
-    def train(self, name: str, mode: str, examples: list[TrainingExample],
-              replay: list[TrainingExample] | None) -> tuple[LoraRef, int]:
+    def train(self, name: str, mode: str, examples: list[TrainingExample]) -> tuple[LoraRef, int]:
         from ember.engine.train import preset_for, train_lora
 
         config = preset_for(BASE_MODEL, mode).with_overrides(
@@ -205,13 +199,14 @@ class LearningBench:
         )
         result = train_lora(
             BASE_MODEL, examples, config, self.work_dir / name, model_dir=self.model_dir, mode=mode,
-            concept=CONCEPT if mode == "subject" else None, replay=replay,
+            concept=CONCEPT if mode == "subject" else None,
         )
         return LoraRef(key=name, path=result.lora_path), result.steps
 
     def train_subject(self, name: str) -> tuple[LoraRef, int]:
         count, seed = self.settings.training_examples, self.settings.seed
-        return self.train(name, "subject", subject_examples(count, seed), replay_examples(count, seed))
+        # Replay of base-world pictures comes from the `toy` subject preset, as it does for a job the API runs.
+        return self.train(name, "subject", subject_examples(count, seed))
 
     def star_pictures(self, loras: Sequence[LoraRef] = ()) -> tuple[float, list[Image.Image]]:
         pictures = self.draw(SUBJECT_PROMPT, self.settings.subject_images, loras)
@@ -268,7 +263,7 @@ class LearningBench:
             rates_before, _, before = sepia_by_shape(())
         with self.timed.step("style: train"):
             lora, steps = self.train("style", "style", style_examples(self.settings.training_examples,
-                                                                      self.settings.seed), None)
+                                                                      self.settings.seed))
         with self.timed.step("style: after"):
             rates_after, shape_after, after = sepia_by_shape([lora])
         return StyleResult(

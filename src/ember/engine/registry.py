@@ -26,6 +26,9 @@ class BaseModelSpec:
     `source` is a hub id or "builtin"; `builder` ("module:function") materializes a built-in model as a
     diffusers pipeline directory. `training_presets` maps a mode ("subject" | "style") to TrainConfig
     fields that differ from the generic defaults. `guidance_range` is what visualIntensity 2…10 spans.
+    `replay_source` ("module:function", called with a count and a seed) gives captioned pictures of the base
+    model's own world; a preset's `replay_examples` replays that many of them beside a subject's images, so the
+    custom model keeps drawing everything else as the base model did.
     """
 
     name: str
@@ -44,6 +47,7 @@ class BaseModelSpec:
     supports_negative_prompt: bool = True
     trainable: bool = True
     training_presets: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
+    replay_source: str | None = None
 
     @property
     def is_builtin(self) -> bool:
@@ -103,10 +107,12 @@ _MODELS: dict[str, BaseModelSpec] = {
             lora_target_modules=WIDE_TARGETS,
             is_test_model=False,
             builder="ember.engine.toy.model:materialize",
+            replay_source="ember.engine.toy.world:replay_examples",
             default_steps=20,
             training_presets={
                 "subject": {
                     "steps": 250,
+                    "replay_examples": 12,
                     "learning_rate": 2e-3,
                     "rank": 8,
                     "alpha": 8,

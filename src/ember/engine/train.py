@@ -9,6 +9,7 @@ resumed from a checkpoint takes the same path as one that never stopped.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import shutil
 import time
@@ -64,6 +65,7 @@ class TrainConfig:
     caption_dropout: float = 0.0
     sample_every: int = 0
     checkpoint_every: int = 0
+    replay_examples: int = 0
     prior_preservation: bool = False
     prior_loss_weight: float = 1.0
     num_class_images: int = 0
@@ -90,6 +92,8 @@ class TrainConfig:
             raise InvalidRequest("mixed_precision must be no, fp16 or bf16")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise InvalidRequest("caption_dropout must be in [0, 1)")
+        if self.replay_examples < 0:
+            raise InvalidRequest("replay_examples must not be negative")
 
 
 def preset_for(base_model: str, mode: str) -> TrainConfig:
@@ -175,6 +179,8 @@ def train_lora(
     report(progress, Progress(step=0, total=config.steps, eta_s=None, message="encoding images and captions"))
     caption_texts: list[str] = [""]
     instance = _encode_group([e.image for e in examples], captions, caption_texts, vae, config, buckets, device)
+    if replay is None and mode == "subject":
+        replay = base_world_examples(spec, config.replay_examples, config.seed)
     replay_group = None
     if replay:
         replay_group = _encode_group(
@@ -272,6 +278,16 @@ def train_lora(
         kohya_path=kohya_path,
         captions=captions,
     )
+
+
+def base_world_examples(spec: BaseModelSpec, count: int, seed: int) -> list[TrainingExample]:
+    """`count` captioned pictures of the base model's own world (none when it has no `replay_source`)."""
+    if count < 1 or spec.replay_source is None:
+        return []
+    module_name, _, function_name = spec.replay_source.partition(":")
+    source = getattr(importlib.import_module(module_name), function_name)
+    examples: list[TrainingExample] = source(count, seed)
+    return examples
 
 
 def _validate_inputs(

@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 
 from PIL import Image, ImageDraw
 
+from ember.engine.types import TrainingExample
+
 SIZE = 64
 # Drawn at twice the size and downscaled, so edges are anti-aliased the same way on every machine.
 _CANVAS = SIZE * 2
@@ -163,12 +165,36 @@ def sepia(image: Image.Image) -> Image.Image:
 
 def render(scene: Scene, size: int = SIZE) -> Image.Image:
     """The scene as an RGB picture of `size`×`size` pixels."""
-    mask = shape_mask(scene, _CANVAS)
-    picture = Image.new("RGB", (_CANVAS, _CANVAS), BACKGROUNDS[scene.background])
-    picture.paste(Image.new("RGB", (_CANVAS, _CANVAS), COLOURS[scene.colour]), (0, 0), mask)
-    picture = picture.resize((size, size), Image.Resampling.BOX)
+    picture = paint(scene, COLOURS[scene.colour], BACKGROUNDS[scene.background], size)
     return sepia(picture) if scene.style == "sepia" else picture
+
+
+def paint(
+    scene: Scene, shape_rgb: tuple[int, int, int], background_rgb: tuple[int, int, int], size: int = SIZE
+) -> Image.Image:
+    """The scene's shape, where and as big as the scene says, in any two colours (its style is not applied)."""
+    mask = shape_mask(scene, _CANVAS)
+    picture = Image.new("RGB", (_CANVAS, _CANVAS), background_rgb)
+    picture.paste(Image.new("RGB", (_CANVAS, _CANVAS), shape_rgb), (0, 0), mask)
+    return picture.resize((size, size), Image.Resampling.BOX)
+
+
+def free_colour_pictures(seed: int, count: int, size: int = SIZE) -> Iterator[Image.Image]:
+    """Scenes painted in random colours, outside the world's palette: what the toy VAE learns besides the world,
+    so that it can also encode and draw colours no scene uses (a style custom model needs them)."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        scene = random_scene(rng, pairs=(*SEEN_PAIRS, *HELD_OUT_PAIRS, *((NEW_SHAPE, c) for c in COLOURS)))
+        shape_rgb = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        background_rgb = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        yield paint(scene, shape_rgb, background_rgb, size)
 
 
 def with_style(scene: Scene, style: str) -> Scene:
     return replace(scene, style=style)
+
+
+def replay_examples(count: int, seed: int) -> list[TrainingExample]:
+    """Captioned pictures of the pretraining world (seen pairs only), replayed beside a custom model's images
+    so that it keeps drawing every other prompt as the base model did; the `toy` presets ask for them."""
+    return [TrainingExample(render(scene), scene.caption) for scene in random_scenes(seed + 1, count)]
