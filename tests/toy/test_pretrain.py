@@ -9,7 +9,9 @@ import pytest
 
 from ember.engine.toy.pretrain import PretrainConfig, PretrainConfigMismatchError, Pretraining
 
-TINY = PretrainConfig(scenes=64, vae_steps=2, vae_batch=4, unet_steps=3, unet_batch=4, warmup_steps=4)
+TINY = PretrainConfig(
+    scenes=64, vae_steps=2, vae_batch=4, vae_free_colour_pictures=16, unet_steps=3, unet_batch=4, warmup_steps=4
+)
 
 
 class Interrupted(Exception):

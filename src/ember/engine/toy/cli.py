@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from ember.engine.toy.pretrain import PretrainConfig, Pretraining
+
 app = typer.Typer(help="The toy world and its base model.", no_args_is_help=True)
 
 _DEFAULT_WORK = Path(".ember/toy-pretrain")
@@ -41,18 +43,16 @@ def render(
 def pretrain(
     work_dir: Path = typer.Option(_DEFAULT_WORK, help="Checkpoints and cached latents; rerun to resume."),
     out_dir: Path | None = typer.Option(None, help="Where the pipeline goes (default: the package's weights)."),
-    unet_steps: int = typer.Option(2_000, min=1),
-    vae_steps: int = typer.Option(300, min=1),
+    unet_steps: int = typer.Option(PretrainConfig.unet_steps, min=1),
+    vae_steps: int = typer.Option(PretrainConfig.vae_steps, min=1),
     scenes: int = typer.Option(16_000, min=64),
     seed: int = typer.Option(0),
     threads: int = typer.Option(2, min=1),
 ) -> None:
-    """Pretrain the `toy` base model (about 20–30 minutes on 2 CPU cores); resumes from WORK_DIR."""
+    """Pretrain the `toy` base model (about 45 minutes on one CPU core); resumes from WORK_DIR."""
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from ember.engine.toy.model import WEIGHTS_DIR
-    from ember.engine.toy.pretrain import PretrainConfig, Pretraining
-
     config = PretrainConfig(seed=seed, scenes=scenes, vae_steps=vae_steps, unet_steps=unet_steps)
     with Progress(
         TextColumn("{task.description}"),

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ember.engine.toy.world import SEEN_PAIRS, random_scenes, render
+from ember.engine.toy.world import SEEN_PAIRS, free_colour_pictures, random_scenes, render
 
 if TYPE_CHECKING:
     import torch
@@ -29,10 +29,12 @@ class PretrainConfig:
 
     seed: int = 0
     scenes: int = 16_000
-    vae_steps: int = 300
+    vae_steps: int = 1_200
     vae_batch: int = 32
     vae_lr: float = 2e-3
-    unet_steps: int = 2_000
+    # Pictures in random colours the VAE also learns (the UNet never sees them): a custom style may need them.
+    vae_free_colour_pictures: int = 8_000
+    unet_steps: int = 3_500
     unet_batch: int = 64
     unet_lr: float = 1e-3
     warmup_steps: int = 100
@@ -103,7 +105,8 @@ class Pretraining:
         pixels = _pixels([render(scene) for scene in scenes])
 
         if state.get("stage", "vae") == "vae":
-            state = self._train_vae(vae, pixels, state)
+            free = _pixels(list(free_colour_pictures(self.config.seed + 1, self.config.vae_free_colour_pictures)))
+            state = self._train_vae(vae, torch.cat([pixels, free]), state)
         vae.load_state_dict(state["vae"])
         vae.register_to_config(scaling_factor=state["scaling_factor"])
         latents = self._cached_latents(vae, pixels, state["scaling_factor"])
