@@ -8,6 +8,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ember's default base model is `toy`; tests that do not name one use the faster test model `tiny`.
+os.environ.setdefault("EMBER_DEFAULT_BASE_MODEL", "tiny")
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,9 @@ class Settings(BaseSettings):
         "", description="Empty: start a local Ray; 'disabled': no Ray; otherwise an address to join."
     )
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs for the embedded local Ray.")
-    default_base_model: str = "tiny"
+    default_base_model: str = Field(
+        "toy", description="Base model of new custom models and of generation without one; tiny for fast tests."
+    )
     model_version_base_models: dict[str, str] = Field(
         default_factory=dict, description="x-model-version → base model; unnamed versions use default_base_model."
     )

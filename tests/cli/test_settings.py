@@ -11,7 +11,8 @@ from ember.config import Settings
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("EMBER_DATA_DIR", "EMBER_CONFIG", "EMBER_DATABASE_URL", "EMBER_BLOB_URL", "EMBER_RAY_ADDRESS"):
+    for name in ("EMBER_DATA_DIR", "EMBER_CONFIG", "EMBER_DATABASE_URL", "EMBER_BLOB_URL", "EMBER_RAY_ADDRESS",
+                 "EMBER_DEFAULT_BASE_MODEL"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -20,7 +21,7 @@ def test_defaults_put_everything_under_the_data_directory(tmp_path: Path) -> Non
     assert settings.database_url == f"sqlite:///{tmp_path / 'ember.db'}"
     assert settings.blob_url == f"file://{tmp_path / 'blobs'}"
     assert settings.model_dir == tmp_path / "models"
-    assert (settings.default_base_model, settings.region, settings.ray_address) == ("tiny", "VA6C2", "")
+    assert (settings.default_base_model, settings.region, settings.ray_address) == ("toy", "VA6C2", "")
 
 
 def test_the_default_data_directory_is_data_in_the_working_directory(

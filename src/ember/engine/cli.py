@@ -15,6 +15,18 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 FORMATS = {"jpeg": ("image/jpeg", "jpg"), "png": ("image/png", "png"), "webp": ("image/webp", "webp")}
 
 
+def _base_model(name: str | None) -> str:
+    """The named base model, or the configured default one (`default_base_model`, `toy` unless set)."""
+    if name:
+        return name
+    from ember.config import load_settings
+
+    return load_settings().default_base_model
+
+
+_BASE_MODEL_HELP = "Base model name (see `ember engine models`); default: the configured default_base_model."
+
+
 def _model_dir(model_dir: Path | None) -> Path:
     if model_dir is not None:
         return model_dir
@@ -43,7 +55,7 @@ def _parse_lora(value: str) -> tuple[Path, float]:
 def generate(
     prompt: str = typer.Argument(..., help="What to draw."),
     out_dir: Path = typer.Option(Path("outputs"), "--out", help="Folder for the images."),
-    base_model: str = typer.Option("tiny", help="Base model name (see `ember engine models`)."),
+    base_model: str | None = typer.Option(None, help=_BASE_MODEL_HELP),
     model_dir: Path | None = typer.Option(None, help="Base model weights; default from Ember's settings."),
     seed: list[int] = typer.Option([0], help="One image per seed (1–4)."),
     width: int = typer.Option(1024),
@@ -71,6 +83,7 @@ def generate(
 
     if image_format not in FORMATS:
         raise typer.BadParameter("--format must be jpeg, png or webp")
+    base_model = _base_model(base_model)
     mimetype, suffix = FORMATS[image_format]
     loras = []
     for index, value in enumerate(lora):
@@ -141,7 +154,7 @@ def _load_examples(folder: Path, captioner_name: str, mode: str, concept: str | 
 def train(
     dataset: Path = typer.Argument(..., help="Folder of images, with optional `<image>.txt` captions."),
     out_dir: Path = typer.Option(Path("training"), "--out", help="Work folder: checkpoints, samples, the LoRA."),
-    base_model: str = typer.Option("tiny"),
+    base_model: str | None = typer.Option(None, help=_BASE_MODEL_HELP),
     model_dir: Path | None = typer.Option(None, help="Base model weights; default from Ember's settings."),
     mode: str = typer.Option("subject", help="subject or style."),
     concept: str | None = typer.Option(None, help="The concept word (subject mode)."),
@@ -165,6 +178,7 @@ def train(
     from ember.engine.types import EngineError, TrainingExample
     from ember.engine.types import Progress as StepReport
 
+    base_model = _base_model(base_model)
     spec = get_base_model(base_model)
     rows = _load_examples(dataset, captioner, mode, concept)
     report = check_dataset([(name, data) for name, data, _ in rows], spec)
@@ -246,7 +260,7 @@ def caption(
 @app.command()
 def check(
     folder: Path = typer.Argument(..., help="Folder of training images."),
-    base_model: str = typer.Option("tiny"),
+    base_model: str | None = typer.Option(None, help=_BASE_MODEL_HELP),
     min_side: int | None = typer.Option(None, help="Override the base model's minimum side."),
     min_count: int = typer.Option(10),
     max_count: int = typer.Option(30),
@@ -257,7 +271,7 @@ def check(
 
     rules = DatasetRules(min_side=min_side, min_count=min_count, max_count=max_count)
     files = [(p.name, p.read_bytes()) for p in _image_files(folder)]
-    report = check_dataset(files, get_base_model(base_model), rules)
+    report = check_dataset(files, get_base_model(_base_model(base_model)), rules)
     for image in report.images:
         if image.ok:
             typer.echo(f"ok\t{image.name}\t{image.width}×{image.height}")
