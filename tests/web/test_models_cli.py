@@ -169,3 +169,13 @@ def test_running_the_demo_again_gives_its_user_a_new_password(settings: Settings
             assert authenticate_user(session, second.email, second.password).email == second.email
     finally:
         engine.dispose()
+
+
+def test_the_toy_demo_set_passes_the_dataset_rules_of_the_toy_model() -> None:
+    from ember.engine.dataset import check_dataset
+    from ember.engine.registry import get_base_model
+
+    chosen = toy_set()
+    report = check_dataset([(name, data) for name, data, _caption in chosen.images], get_base_model("toy"))
+    assert len(chosen.images) == 12
+    assert report.ok, [issue for image in report.images for issue in image.issues] + report.errors
