@@ -247,7 +247,7 @@ class LearningBench:
 
     def style(self) -> StyleResult:
         prompts = [(shape, colour, background) for shape, colour, background in OTHER_PROMPTS]
-        n = max(4, self.settings.images_per_prompt // 2)
+        n = self.settings.images_per_prompt
 
         def sepia_by_shape(loras: Sequence[LoraRef]) -> tuple[dict[str, float], float, list[Image.Image]]:
             rates, shapes_right, firsts = {}, 0.0, []
@@ -342,6 +342,23 @@ def grid_image(subject: SubjectResult, style: StyleResult, columns: int = 5, cel
     return grid
 
 
+@contextmanager
+def dropped_concept_word() -> Iterator[None]:
+    """Break the training path on purpose: caption preparation drops the concept word instead of adding it."""
+    import ember.engine.train
+
+    original = ember.engine.train.ensure_concept
+
+    def drop_concept(caption: str, concept: str | None) -> str:
+        return " ".join(word for word in caption.split() if word != concept)
+
+    ember.engine.train.ensure_concept = drop_concept  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        ember.engine.train.ensure_concept = original
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=None, help="base model folder (default: a temporary one)")
@@ -350,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--training-steps", type=int, default=None, help="override the preset's steps")
     parser.add_argument("--grid", type=Path, default=None, help="write the before/after grid PNG here")
     parser.add_argument("--skip-base", action="store_true", help="skip the base-quality rows")
+    parser.add_argument("--broken", action="store_true",
+                        help="also train with the concept word dropped from captions (a broken training path)")
     args = parser.parse_args(argv)
     settings = BenchSettings(images_per_prompt=args.images_per_prompt, training_steps=args.training_steps)
     with tempfile.TemporaryDirectory(prefix="ember-learning-") as scratch:
@@ -358,7 +377,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         quality = None if args.skip_base else bench.base_quality()
         subject = bench.subject()
         style = bench.style()
-        print_table(table_rows(quality, subject, style), bench.timed.seconds, print)
+        rows = table_rows(quality, subject, style)
+        if args.broken:
+            with dropped_concept_word():
+                broken = bench.subject_star_rate_after_training("broken")
+            rows.append(("broken path (concept word dropped): star rate after", f"{broken:.2f}",
+                         f"< {MIN_STAR_RATE_AFTER:.2f}"))
+        print_table(rows, bench.timed.seconds, print)
         if args.grid is not None:
             args.grid.parent.mkdir(parents=True, exist_ok=True)
             grid_image(subject, style).save(args.grid)

@@ -111,9 +111,9 @@ _MODELS: dict[str, BaseModelSpec] = {
             default_steps=20,
             training_presets={
                 "subject": {
-                    "steps": 250,
+                    "steps": 150,
                     "replay_examples": 12,
-                    "learning_rate": 2e-3,
+                    "learning_rate": 3e-3,
                     "rank": 8,
                     "alpha": 8,
                     "resolution": 64,
@@ -123,7 +123,7 @@ _MODELS: dict[str, BaseModelSpec] = {
                 },
                 "style": {
                     "steps": 250,
-                    "learning_rate": 2e-3,
+                    "learning_rate": 3e-3,
                     "rank": 8,
                     "alpha": 8,
                     "resolution": 64,
