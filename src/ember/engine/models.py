@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ember.engine.registry import BaseModelSpec, get_base_model
+from ember.engine.registry import BaseModelSpec, get_base_model, import_reference
 from ember.engine.types import EngineError
 
 if TYPE_CHECKING:
@@ -78,11 +77,10 @@ def _hub_snapshot(repo_id: str) -> Path | None:
 
 def _materialize(spec: BaseModelSpec, target: Path) -> Path:
     assert spec.builder is not None
-    module_name, _, function_name = spec.builder.partition(":")
     with _materialize_lock:
         if _is_pipeline_dir(target):
             return target
-        builder = getattr(importlib.import_module(module_name), function_name)
+        builder = import_reference(spec.builder)
         # Build beside the target and rename, so a second process never loads a half-written model.
         staging = target.with_name(f".{target.name}.building-{os.getpid()}")
         if staging.exists():

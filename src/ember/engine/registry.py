@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,12 @@ class BaseModelSpec:
 
     def training_preset(self, mode: str) -> dict[str, Any]:
         return dict(self.training_presets.get(mode, {}))
+
+
+def import_reference(reference: str) -> Any:
+    """The object a "module:name" reference (a spec's `builder` or `replay_source`) points to."""
+    module_name, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module_name), name)
 
 
 _SQUARE_AND_RATIOS_1024 = ((1024, 1024), (1152, 896), (896, 1152), (1344, 768), (768, 1344))

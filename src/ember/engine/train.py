@@ -9,7 +9,6 @@ resumed from a checkpoint takes the same path as one that never stopped.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import shutil
 import time
@@ -22,7 +21,7 @@ import numpy as np
 from ember.engine.captioning import ensure_concept
 from ember.engine.dataset import bucket_sizes, prepare_image
 from ember.engine.models import apply_thread_setting, choose_device, resolve_model_path
-from ember.engine.registry import BaseModelSpec, get_base_model
+from ember.engine.registry import BaseModelSpec, get_base_model, import_reference
 from ember.engine.types import (
     CancelCheck,
     EngineError,
@@ -284,9 +283,7 @@ def base_world_examples(spec: BaseModelSpec, count: int, seed: int) -> list[Trai
     """`count` captioned pictures of the base model's own world (none when it has no `replay_source`)."""
     if count < 1 or spec.replay_source is None:
         return []
-    module_name, _, function_name = spec.replay_source.partition(":")
-    source = getattr(importlib.import_module(module_name), function_name)
-    examples: list[TrainingExample] = source(count, seed)
+    examples: list[TrainingExample] = import_reference(spec.replay_source)(count, seed)
     return examples
 
 
