@@ -131,8 +131,8 @@ _MODELS: dict[str, BaseModelSpec] = {
                 "style": {
                     "steps": 250,
                     "learning_rate": 3e-3,
-                    "rank": 8,
-                    "alpha": 8,
+                    "rank": 16,
+                    "alpha": 16,
                     "resolution": 64,
                     "batch_size": 12,
                     "caption_dropout": 0.1,
