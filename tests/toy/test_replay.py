@@ -38,14 +38,15 @@ def test_the_preset_replay_is_what_training_mixes_in(toy_model_dir: Path, tmp_pa
              for s in random_scenes(1, 4, pairs=((NEW_SHAPE, "yellow"),))]
     config = preset_for("toy", "subject").with_overrides(steps=2, batch_size=2, checkpoint_every=0, sample_every=0)
 
-    def losses(name: str, **kwargs: object) -> list[float]:
-        return train_lora("toy", stars, config.with_overrides(**kwargs.pop("config", {})), tmp_path / name,
-                          model_dir=toy_model_dir, mode="subject", concept="zorb", **kwargs).losses  # type: ignore[arg-type]
+    def losses(name: str, replay_count: int, replay: list[TrainingExample] | None = None) -> list[float]:
+        return train_lora("toy", stars, config.with_overrides(replay_examples=replay_count), tmp_path / name,
+                          model_dir=toy_model_dir, mode="subject", concept="zorb", replay=replay).losses
 
-    from_preset = losses("preset")
-    assert from_preset == losses("explicit", replay=replay_examples(config.replay_examples, config.seed))
-    assert from_preset != losses("none", config={"replay_examples": 0})
-
+    from_preset = losses("preset", config.replay_examples)
+    assert from_preset == losses(
+        "explicit", config.replay_examples, replay=replay_examples(config.replay_examples, config.seed)
+    )
+    assert from_preset != losses("none", 0)
 
 def test_free_colour_pictures_use_colours_outside_the_world_palette() -> None:
     import numpy as np
