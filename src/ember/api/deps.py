@@ -10,10 +10,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from ember.api.errors import ApiError
+from ember.api.errors import ApiError, database_unavailable
 from ember.api.rate_limit import RateLimited
 from ember.api.runtime import Runtime
 from ember.identity import (
@@ -43,8 +44,10 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
     """A session per request, committed when the route returns and rolled back when it raises.
 
-    Creating a session does no I/O (it connects on first use, in the worker thread of the sync route or
-    dependency that uses it); ending it does, so that runs in a worker thread too."""
+    The dependency has function scope (see SessionDep), so the commit runs before the response is sent: a 2xx
+    means saved, and a commit that fails answers 503 instead. Creating a session does no I/O (it connects on
+    first use, in the worker thread of the sync route or dependency that uses it); ending it does, so that
+    runs in a worker thread too."""
     session = runtime.sessions()
     try:
         yield session
@@ -57,6 +60,9 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
 def _commit_and_close(session: Session) -> None:
     try:
         session.commit()
+    except OperationalError as error:
+        session.rollback()
+        raise database_unavailable() from error
     finally:
         session.close()
 
@@ -68,7 +74,7 @@ def _rollback_and_close(session: Session) -> None:
         session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+log = logging.getLogger("ember.api")
 ERROR_CODES_BY_STATUS = {
     400: "bad_request",
     401: "unauthorized",
@@ -125,6 +128,25 @@ async def _on_http_exception(_request: Request, error: Exception) -> JSONRespons
     return ApiError(status, code, message, headers=error.headers).response()
 
 
+DATABASE_RETRY_AFTER_S = 1
+
+
+def database_unavailable() -> ApiError:
+    """What a client sees when the database refuses a read or a write (locked, unreachable): nothing of the
+    request was saved, and retrying is safe."""
+    return ApiError(
+        503,
+        "service_unavailable",
+        "The database is busy or unreachable; nothing was saved. Retry the request.",
+        headers={"retry-after": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
+async def _on_database_error(_request: Request, error: Exception) -> JSONResponse:
+    log.warning("database error answered as 503: %s", error)
+    return database_unavailable().response()
+
+
 def internal_error() -> ApiError:
     """What a client sees of an unexpected exception: no detail (the log has it, under the request id)."""
     return ApiError(500, "runtime_error", "An internal error occurred.")
@@ -134,3 +156,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(OperationalError, _on_database_error)
