@@ -344,3 +344,15 @@ def test_the_job_history_names_the_custom_model_of_a_job(
     assert [(job["customModelId"], job["customModelName"], job["kind"]) for job in listed] == [
         (model["assetId"], "Mascot", "train")
     ]
+
+
+def test_a_non_ascii_csrf_header_is_refused_as_forbidden(http: TestClient, add_user: Callable[..., str]) -> None:
+    sign_in(http, add_user())
+    response = http.get("/v3/custom-models", headers={CSRF_HEADER: b"\xc3\xa9t\xc3\xa9"})
+    assert (response.status_code, response.json()["error_code"]) == (403, "access_error")
+
+
+def test_a_job_history_offset_past_the_limit_is_a_422(http: TestClient, headers: dict[str, str]) -> None:
+    response = http.get("/v3/jobs", params={"start": "9223372036854775808"}, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["validation_errors"][0]["loc"] == ["query", "start"]

@@ -116,3 +116,9 @@ def test_a_json_token_request_is_an_unsupported_content_type(http: TestClient, c
     response = http.post("/ims/token/v3", json=_form(credentials))
     assert response.status_code == 415
     assert response.json()["error_code"] == "invalid_content_type"
+
+
+def test_basic_credentials_that_are_not_even_ascii_are_a_400(http: TestClient, credentials: ClientCredentials) -> None:
+    garbled = {"Authorization": b"Basic \xc3\xa9t\xc3\xa9"}
+    response = http.post("/ims/token/v3", data=_form(credentials), headers=garbled)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")

@@ -145,7 +145,8 @@ def _session_principal(request: Request, runtime: Runtime, session: Session, coo
     except InvalidUiSession:
         raise ApiError(401, "401013", "The sign-in session is not valid or has expired; sign in again.") from None
     sent = request.headers.get(CSRF_HEADER, "")
-    if not _same_origin(request) or not sent or not hmac.compare_digest(sent, claims.csrf_token):
+    valid = sent.isascii() and hmac.compare_digest(sent, claims.csrf_token)  # compare_digest raises on non-ASCII
+    if not _same_origin(request) or not sent or not valid:
         raise ApiError(403, "access_error", f"A signed-in request needs the {CSRF_HEADER} header of its session.")
     _charge_rate_limit(runtime, user.org_id)
     return Principal(

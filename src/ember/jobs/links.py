@@ -36,4 +36,5 @@ def valid_signature(key: bytes, blob_key: str, expires: int, given: str, now: fl
     """True for an unaltered URL that has not expired yet."""
     if expires < (time.time() if now is None else now):
         return False
-    return hmac.compare_digest(signature(key, blob_key, expires), given)
+    # compare_digest raises on non-ASCII str: such a signature is simply wrong.
+    return given.isascii() and hmac.compare_digest(signature(key, blob_key, expires), given)

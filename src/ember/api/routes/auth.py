@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -42,7 +41,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
         return None
     try:
         client_id, separator, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # binascii.Error, or a header that is not even ASCII
         raise TokenRequestError(400, "invalid_request", "Malformed HTTP Basic credentials.") from None
     if not separator:
         raise TokenRequestError(400, "invalid_request", "Malformed HTTP Basic credentials.")

@@ -117,9 +117,8 @@ MODEL_ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def _page_numbers(start: str | None, limit: str | None) -> tuple[int, int]:
-    if limit is not None and start is None:
-        raise validation_error(["query", "start"], "Field required when limit is given", "missing")
+def page_offset(start: str | None) -> int:
+    """A listing's `start` as a number, at most MAX_START (a longer string of digits would overflow the query)."""
     start_number = int(start) if start is not None else 0
     if start_number > MAX_START:
         raise validation_error(
@@ -128,6 +127,13 @@ def _page_numbers(start: str | None, limit: str | None) -> tuple[int, int]:
             "less_than_equal",
             {"le": MAX_START},
         )
+    return start_number
+
+
+def _page_numbers(start: str | None, limit: str | None) -> tuple[int, int]:
+    if limit is not None and start is None:
+        raise validation_error(["query", "start"], "Field required when limit is given", "missing")
+    start_number = page_offset(start)
     limit_number = int(limit) if limit is not None else DEFAULT_LIMIT
     if limit_number < 1:
         raise validation_error(

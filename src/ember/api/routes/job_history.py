@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from ember.api.conversions import InvalidAssetId, asset_id, model_id_from_asset_id
 from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep
 from ember.api.errors import validation_error
+from ember.api.routes.custom_models import page_offset
 from ember.api.routes.jobs import ERROR_RESPONSES, url_signer
 from ember.jobs.views import job_status
 from ember.store.tables import CustomModel, Job, JobKind
@@ -37,7 +38,7 @@ def list_jobs(
     kind: Annotated[Literal["generate", "train"] | None, Query()] = None,
     custom_model_id: Annotated[str | None, Query(alias="customModelId")] = None,
 ) -> JSONResponse:
-    start_number, limit_number = int(start), int(limit)
+    start_number, limit_number = page_offset(start), int(limit)
     if not 1 <= limit_number <= MAX_LIMIT:
         raise validation_error(["query", "limit"], f"Input should be between 1 and {MAX_LIMIT}", "value_error")
     conditions: list[Any] = [Job.org_id == principal.org_id]
