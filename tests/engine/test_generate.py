@@ -178,3 +178,12 @@ def test_a_bad_request_is_rejected_before_any_model_is_loaded(make_request: Requ
     with pytest.raises(InvalidRequest):
         empty.generate(make_request(base_model="sdxl", style_presets=["nope"]))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_style_reference_over_the_pixel_limit_is_refused_before_decoding(
+    engine: Any, make_request: Request
+) -> None:
+    bomb = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(bomb, format="PNG")  # 10^8 pixels in about 100 KB
+    with pytest.raises(InvalidRequest, match="pixels"):
+        engine.generate(make_request(style_image=bomb.getvalue()))

@@ -133,3 +133,18 @@ def test_an_s3_blob_store_hands_out_presigned_urls() -> None:
     assert address.endswith("/ember/outputs/job1/0-5.png")
     assert "Signature" in fields
     assert abs(int(fields["Expires"][0]) - (issued + 3600)) < 5
+
+
+def test_a_non_ascii_output_signature_is_403(http: TestClient, runtime: Runtime) -> None:
+    runtime.blobs.put("outputs/job1/0-5.png", png_bytes())
+    expires = int(time.time()) + 60
+    response = http.get("/outputs/outputs/job1/0-5.png", params={"expires": expires, "signature": "é" * 64})
+    assert (response.status_code, response.json()["error_code"]) == (403, "access_error")
+
+
+def test_an_upload_declaring_more_pixels_than_training_accepts_is_400(http: TestClient, headers: Headers) -> None:
+    bomb = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(bomb, format="PNG")  # about 100 KB for 10^8 pixels
+    response = http.post(UPLOAD, content=bomb.getvalue(), headers={**headers, "content-type": "image/png"})
+    assert (response.status_code, response.json()["error_code"]) == (400, "bad_request")
+    assert "pixels" in response.json()["message"]

@@ -5,14 +5,13 @@ PIL and numpy only: the control plane validates uploads with this module without
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from ember.engine.registry import BaseModelSpec
+from ember.images import MAX_IMAGE_PIXELS, InvalidImage, TooManyPixels, UnreadableImage, open_image, read_header
 
 MB = 1024 * 1024
 
@@ -42,7 +41,7 @@ class DatasetRules:
     min_aspect: float = 9 / 16
     max_aspect: float = 16 / 9
     min_side: int | None = None
-    max_pixels: int = 8192 * 8192
+    max_pixels: int = MAX_IMAGE_PIXELS
     duplicate_distance: int = 6
 
     def min_side_for(self, spec: BaseModelSpec) -> int:
@@ -81,28 +80,8 @@ class DatasetReport:
         return not self.errors and all(image.ok for image in self.images)
 
 
-class InvalidImage(ValueError):
-    """An image that cannot be prepared for training (undecodable)."""
-
-
 def _ratio_text(value: float) -> str:
     return f"{value:.2f}"
-
-
-def open_image(data: bytes, max_pixels: int = DatasetRules.max_pixels) -> Image.Image:
-    """Decode with EXIF orientation applied; refuses images over `max_pixels` before decoding them."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.width * image.height > max_pixels:
-                raise InvalidImage(f"{image.width}×{image.height} pixels is over the limit of {max_pixels}")
-            image.load()
-            return ImageOps.exif_transpose(image)
-    except InvalidImage:
-        raise
-    except Exception as error:  # PIL raises many types for broken input
-        raise InvalidImage(str(error)) from error
 
 
 def check_image(name: str, data: bytes, spec: BaseModelSpec, rules: DatasetRules | None = None) -> ImageReport:
@@ -121,30 +100,20 @@ def check_image(name: str, data: bytes, spec: BaseModelSpec, rules: DatasetRules
         return report
     allowed = ", ".join(FORMAT_NAMES.get(f, f) for f in rules.formats)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            header = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
+        header = read_header(data, rules.max_pixels)
+    except UnreadableImage:
         report.errors.append(DatasetIssue(CORRUPT_IMAGE, f"The file is not a readable image ({allowed})."))
         return report
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        report.errors.append(DatasetIssue(DECOMPRESSION_BOMB, "The image declares too many pixels to decode safely."))
+    except TooManyPixels as refused:
+        report.errors.append(DatasetIssue(DECOMPRESSION_BOMB, str(refused)))
         return report
-    except Exception:  # PIL raises many types for broken headers
+    except InvalidImage:
         report.errors.append(DatasetIssue(CORRUPT_IMAGE, "The image file is damaged and cannot be read."))
         return report
     report.format = header.format
     if header.format not in rules.formats:
         report.errors.append(
             DatasetIssue(UNSUPPORTED_FORMAT, f"{header.format or 'This'} images are not accepted; use {allowed}.")
-        )
-        return report
-    if header.width * header.height > rules.max_pixels:
-        report.errors.append(
-            DatasetIssue(
-                DECOMPRESSION_BOMB,
-                f"The image declares {header.width}×{header.height} pixels, over the limit of {rules.max_pixels}.",
-            )
         )
         return report
     try:

@@ -30,6 +30,7 @@ from ember.engine.types import (
     check_cancel,
     report,
 )
+from ember.images import InvalidImage, open_rgb
 
 MIMETYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 MAX_VARIATIONS = 4
@@ -290,11 +291,9 @@ class Engine:
 
 
 def _open_rgb(data: bytes) -> Image.Image:
-    from PIL import ImageOps
-
     try:
-        return ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
-    except Exception as error:  # PIL raises many types for undecodable input
+        return open_rgb(data)
+    except InvalidImage as error:
         raise InvalidRequest(f"reference image cannot be decoded: {error}") from error
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import uuid
 from datetime import timedelta
 
@@ -13,6 +12,7 @@ from ember.api.deps import PrincipalDep, RuntimeDep
 from ember.api.errors import ApiError
 from ember.api.runtime import Runtime
 from ember.api.schemas import ErrorBody
+from ember.images import InvalidImage, TooManyPixels, validate_image
 from ember.jobs.wire import UploadedImage, UploadResponse
 from ember.store.database import transaction
 from ember.store.tables import Upload, utcnow
@@ -27,16 +27,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 def _check_image(data: bytes, mimetype: str) -> None:
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            actual = image.format
-            image.verify()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        header = validate_image(data)
+    except TooManyPixels as refused:
+        raise ApiError(400, "bad_request", str(refused)) from None
+    except InvalidImage:
         raise ApiError(400, "bad_request", "The body is not a readable image.") from None
-    if actual != FORMATS[mimetype][0]:
-        raise ApiError(400, "bad_request", f"The body is not {mimetype} (it reads as {actual}).")
+    if header.format != FORMATS[mimetype][0]:
+        raise ApiError(400, "bad_request", f"The body is not {mimetype} (it reads as {header.format}).")
 
 
 def _store(runtime: Runtime, principal_org: uuid.UUID, data: bytes, mimetype: str) -> uuid.UUID:
