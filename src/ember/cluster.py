@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 log = logging.getLogger("ember.cluster")
+
+# Ray's ports run code for whoever reaches them. With "clusters" off, Ray takes 127.0.0.1 as the node's address
+# and its GCS, raylet, workers and agents listen on loopback only (by default they listen on every interface,
+# and a node address of 127.0.0.1 given to ray.init is rewritten to the machine's external one). The variable
+# must be set before Ray is imported; Ray's processes inherit it from the server's environment.
+LOOPBACK_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 class RayState(StrEnum):
@@ -70,6 +79,8 @@ class RayConnection:
         # This thread owns the Ray session until stop(): Ray must be shut down by the thread that
         # initialized it, or its core worker hangs for a minute and then aborts the process.
         try:
+            if not self.address:
+                _bind_local_ray_to_loopback()
             import ray
 
             if self.address:
@@ -90,3 +101,11 @@ class RayConnection:
         ray.shutdown()
         self._state = RayState.starting
         self._detail = "stopped"
+
+
+def _bind_local_ray_to_loopback() -> None:
+    """Make the local Ray this process starts listen on 127.0.0.1 only (see LOOPBACK_ONLY_ENV)."""
+    os.environ.update(LOOPBACK_ONLY_ENV)
+    constants: Any = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:  # Ray was imported before the variable was set: its constant was read already
+        constants.ENABLE_RAY_CLUSTER = False
