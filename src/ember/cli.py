@@ -47,10 +47,13 @@ def _settings(data_dir: Path | None, **overrides: object) -> Settings:
 
 
 def _migrated_sessions(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
-    from ember.store.database import migrate, open_engine, session_factory
+    from ember.data_dir import prepare_data_dir
+    from ember.store.database import migrate, open_engine, session_factory, setup_lock
 
+    prepare_data_dir(settings.data_dir)
     engine = open_engine(settings.database_url)
-    migrate(engine)
+    with setup_lock(engine):
+        migrate(engine)
     return engine, session_factory(engine)
 
 
@@ -69,13 +72,15 @@ def serve(
 
     from ember.api import create_app
     from ember.api.request_context import configure_logging
+    from ember.data_dir import private_umask
     from ember.identity import create_client, has_organizations, write_private_file
-    from ember.store.database import transaction
+    from ember.store.database import setup_lock, transaction
 
+    private_umask()
     settings = _settings(data_dir, host=host, port=port, ray_address=ray_address)
     configure_logging(settings.log_level)
     engine, sessions = _migrated_sessions(settings)
-    with transaction(sessions) as session:
+    with setup_lock(engine), transaction(sessions) as session:  # replicas starting together: one creates it
         first = None if has_organizations(session) else create_client(session, "default")
     engine.dispose()
     if first is not None:

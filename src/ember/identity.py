@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ember.config import Settings
+from ember.data_dir import write_private_bytes
 from ember.store.tables import ApiClient, Organization, Project, User
 
 # OWASP's recommended argon2id floor (19 MiB, 2 passes, 1 lane): tens of milliseconds per check on one core.
@@ -323,17 +324,21 @@ def token_secret(settings: Settings) -> bytes:
         return settings.token_secret.get_secret_value().encode()
     path = settings.data_dir / TOKEN_SECRET_FILE
     if not path.exists():
-        write_private_file(path, secrets.token_urlsafe(48))
+        # Servers sharing a data directory may start together: the first secret written wins, never replaced.
+        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        write_private_file(staging, secrets.token_urlsafe(48))
+        try:
+            os.link(staging, path)
+        except FileExistsError:
+            pass
+        finally:
+            staging.unlink()
     return path.read_text().strip().encode()
 
 
 def write_private_file(path: Path, text: str) -> None:
     """Create `path` readable by its owner only, without a window where it is world-readable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)
+    write_private_bytes(path, text.encode())
 
 
 def issue_token(

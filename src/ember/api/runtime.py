@@ -13,6 +13,7 @@ from ember.api.rate_limit import RateLimiter
 from ember.blobs import BlobStore, open_blob_store
 from ember.cluster import RayConnection
 from ember.config import Settings
+from ember.data_dir import prepare_data_dir
 from ember.identity import token_secret
 from ember.jobs.dispatch import Dispatcher
 from ember.store.database import open_engine, session_factory
@@ -33,6 +34,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, clock: Callable[[], float] | None = None) -> Runtime:
+        prepare_data_dir(settings.data_dir)
         engine = open_engine(settings.database_url)
         sessions = session_factory(engine)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ember.blobs import BlobStore, open_blob_store
+from ember.data_dir import write_private_bytes
 from ember.jobs import records
 from ember.jobs.references import ReferenceUnavailable, fetch_reference
 from ember.jobs.training import PROGRESS_INTERVAL_S, TrainingRun, model_of
@@ -208,10 +209,7 @@ class EngineWorker:
         """The LoRA's local copy (fetched from the blob store once per machine)."""
         path = self.lora_dir / (key.replace(":", "-") + ".safetensors")
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(self.blobs.get(blob_key))
-            os.replace(tmp, path)
+            write_private_bytes(path, self.blobs.get(blob_key))
         return path
 
     def _reference(self, source: dict[str, str] | None) -> bytes | None:

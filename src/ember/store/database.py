@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,12 +10,16 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from ember.data_dir import create_private_file
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Any fixed 64-bit number, the same in every Ember server: the key of the advisory lock of setup_lock().
+SETUP_LOCK_KEY = 0x456D626572  # "Ember"
 
 
 def open_engine(database_url: str) -> Engine:
@@ -23,7 +28,8 @@ def open_engine(database_url: str) -> Engine:
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        # SQLite gives the WAL and shared-memory files the database file's mode: create it private first.
+        create_private_file(Path(url.database))
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -54,6 +60,38 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
     return config
+
+
+@contextmanager
+def setup_lock(engine: Engine) -> Iterator[None]:
+    """Held while a server migrates the schema and does its first-start set-up, so that servers starting
+    together take turns: the first does the work, the others find it done (rather than racing to insert the
+    same `alembic_version` row or the same default organization).
+
+    PostgreSQL: a session-level advisory lock on a connection of its own. A SQLite file: an exclusive lock
+    on a file beside it (servers sharing a SQLite file share a machine)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SETUP_LOCK_KEY})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SETUP_LOCK_KEY})
+                connection.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".setup-lock")
+    create_private_file(lock_path)
+    with open(lock_path, "rb") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def migrate(engine: Engine) -> None:
