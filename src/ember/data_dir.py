@@ -8,8 +8,11 @@ the embedded Ray's worker processes, which inherit the server's umask, write.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger("ember.data_dir")
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -22,9 +25,16 @@ def private_umask() -> None:
 
 
 def prepare_data_dir(path: Path) -> None:
-    """Create the data directory 0700, or tighten an existing one to 0700."""
+    """Create the data directory 0700, or tighten an existing one to 0700 (when this user owns it: a directory
+    provided by the operator, such as a mounted volume, is left as it is, with a warning)."""
     path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(path, PRIVATE_DIR_MODE)
+    if path.stat().st_mode & 0o777 == PRIVATE_DIR_MODE:
+        return
+    try:
+        os.chmod(path, PRIVATE_DIR_MODE)
+    except PermissionError:
+        log.warning("the data directory %s is not private (mode %o) and this user cannot change that", path,
+                    path.stat().st_mode & 0o777)
 
 
 def create_private_file(path: Path) -> None:
