@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from ember import __version__
 from ember.api.errors import install_error_handlers
+from ember.api.openapi import install_openapi
 from ember.api.request_context import RequestContext
 from ember.api.routes import (
     auth,
@@ -52,6 +53,7 @@ def create_app(settings: Settings, clock: Callable[[], float] | None = None) -> 
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(auth.router)
     app.include_router(custom_models.router)
     app.include_router(custom_model_images.router)

@@ -10,6 +10,10 @@ from ember.api.schemas import BaseModelRef, CustomModelItem, ImageIssue, ShareIt
 from ember.models_service import Issue
 from ember.store.tables import CustomModel, Share, TrainingImage
 
+# What an asset id looks like, as the OpenAPI document states it for parameters that take one.
+ASSET_ID_PATTERN = (
+    r"^urn:aaid:sc:[A-Za-z0-9]+:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 _ASSET_ID = re.compile(r"^urn:aaid:sc:[A-Za-z0-9]+:([0-9a-fA-F-]{36})$")
 
 

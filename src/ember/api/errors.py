@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("ember.api")
 ERROR_CODES_BY_STATUS = {
@@ -117,9 +118,27 @@ async def _on_validation_error(_request: Request, error: Exception) -> JSONRespo
     ).response()
 
 
-async def _on_http_exception(_request: Request, error: Exception) -> JSONResponse:
+ROUTED_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (the router's own 405 names only the first route's): each
+    method is tried against the routes as the router itself would match it."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in ROUTED_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+    return ", ".join(allowed)
+
+
+async def _on_http_exception(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     status = error.status_code
+    if status == 405:
+        others = {name: value for name, value in (error.headers or {}).items() if name.lower() != "allow"}
+        error.headers = {**others, "allow": _allowed_methods(request)}
     code = ERROR_CODES_BY_STATUS.get(status, "bad_request" if status < 500 else "runtime_error")
     default_message = MESSAGES_BY_STATUS.get(status, "The request failed.")
     message = error.detail if isinstance(error.detail, str) and error.detail else default_message

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 MODEL_MEDIA_TYPE = "application/vnd.adobe.ffmodel+dcx"
@@ -116,9 +116,16 @@ class CustomModelCreate(StrictWireModel):
 
 
 class CustomModelPatch(StrictWireModel):
-    display_name: str | None = Field(None, alias="displayName", min_length=1, max_length=200, pattern=r"\S")
-    sample_prompt: str | None = Field(None, alias="samplePrompt", max_length=MAX_PROMPT_CHARS)
-    concept_id: str | None = Field(None, alias="conceptId", max_length=50)
+    # Documented as plain strings: a field may be left out, but null is refused (see _no_nulls).
+    display_name: Annotated[
+        str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"})
+    ] = Field(None, alias="displayName", min_length=1, max_length=200, pattern=r"\S")
+    sample_prompt: Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": MAX_PROMPT_CHARS})] = Field(
+        None, alias="samplePrompt", max_length=MAX_PROMPT_CHARS
+    )
+    concept_id: Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 50})] = Field(
+        None, alias="conceptId", max_length=50
+    )
 
     @model_validator(mode="after")
     def _no_nulls(self) -> CustomModelPatch:

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from ember.api.deps import RuntimeDep
 from ember.api.errors import ApiError
 from ember.api.runtime import Runtime
-from ember.api.schemas import TokenError, TokenResponse
+from ember.api.schemas import ErrorBody, TokenError, TokenResponse
 from ember.identity import KNOWN_SCOPES, REQUIRED_SCOPES, UnknownClient, authenticate_client, issue_token, parse_scopes
 
 router = APIRouter(tags=["auth"])
@@ -66,7 +66,30 @@ def _exchange(runtime: Runtime, client_id: str, client_secret: str, scopes: froz
 @router.post(
     "/ims/token/v3",
     response_model=TokenResponse,
-    responses={400: {"model": TokenError}, 401: {"model": TokenError}},
+    responses={
+        400: {"model": TokenError},
+        401: {"model": TokenError},
+        415: {"model": ErrorBody, "description": "The body is not a form."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                            "client_id": {"type": "string"},
+                            "client_secret": {"type": "string"},
+                            "scope": {"type": "string"},
+                        },
+                        "required": ["grant_type"],
+                    }
+                }
+            },
+        }
+    },
     summary="Exchange client credentials for an access token",
 )
 async def create_token(request: Request, runtime: RuntimeDep) -> JSONResponse:

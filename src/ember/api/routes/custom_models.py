@@ -111,6 +111,9 @@ MAX_LIMIT = 50
 MAX_START = 1_000_000_000
 SortBy = Literal["assetName", "-assetName", "createdDate", "-createdDate", "modifiedDate", "-modifiedDate"]
 DIGITS = r"^[0-9]+$"
+# The exact ranges, as the OpenAPI document states them (the routes check them with range error types).
+START_PATTERN = {"pattern": r"^0*([0-9]{1,9}|1000000000)$"}
+LIMIT_PATTERN = {"pattern": r"^0*([1-9]|[1-4][0-9]|50)$"}
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {status: {"model": ErrorBody} for status in (401, 403, 422, 429)}
 MODEL_ERRORS: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorBody} for status in (401, 403, 404, 409, 415, 422, 429)
@@ -161,8 +164,12 @@ def list_custom_models(
     session: SessionDep,
     runtime: RuntimeDep,
     base_url: BaseUrlDep,
-    start: Annotated[str | None, Query(pattern=DIGITS, description="Offset: a string of digits.")] = None,
-    limit: Annotated[str | None, Query(pattern=DIGITS, description="Page size 1–50; needs start.")] = None,
+    start: Annotated[
+        str | None, Query(pattern=DIGITS, json_schema_extra=START_PATTERN, description="Offset: 0–10^9, as digits.")
+    ] = None,
+    limit: Annotated[
+        str | None, Query(pattern=DIGITS, json_schema_extra=LIMIT_PATTERN, description="Page size 1–50; needs start.")
+    ] = None,
     sort_by: Annotated[SortBy, Query(alias="sortBy")] = "modifiedDate",
     published_state: Annotated[ListingFilter, Query(alias="publishedState")] = ListingFilter.published,
 ) -> JSONResponse:

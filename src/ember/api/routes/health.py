@@ -49,7 +49,11 @@ def readiness(runtime: Runtime) -> dict[str, str]:
     }
 
 
-@router.get("/readyz", summary="The database, the blob store and Ray are reachable")
+@router.get(
+    "/readyz",
+    summary="The database, the blob store and Ray are reachable",
+    responses={503: {"description": "Not ready: the checks say which dependency is failing."}},
+)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks = await run_in_threadpool(readiness, runtime)
     failing = [name for name, state in checks.items() if state not in ("ok", "disabled")]

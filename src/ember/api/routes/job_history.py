@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from ember.api.conversions import InvalidAssetId, asset_id, model_id_from_asset_id
+from ember.api.conversions import ASSET_ID_PATTERN, InvalidAssetId, asset_id, model_id_from_asset_id
 from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep
 from ember.api.errors import validation_error
-from ember.api.routes.custom_models import page_offset
+from ember.api.routes.custom_models import LIMIT_PATTERN, START_PATTERN, page_offset
 from ember.api.routes.jobs import ERROR_RESPONSES, url_signer
 from ember.jobs.views import job_status
 from ember.store.tables import CustomModel, Job, JobKind
@@ -33,10 +33,14 @@ def list_jobs(
     session: SessionDep,
     runtime: RuntimeDep,
     base_url: BaseUrlDep,
-    start: Annotated[str, Query(pattern=DIGITS, description="Offset: a string of digits.")] = "0",
-    limit: Annotated[str, Query(pattern=DIGITS, description="Page size 1–50.")] = "20",
+    start: Annotated[
+        str, Query(pattern=DIGITS, json_schema_extra=START_PATTERN, description="Offset: 0–10^9, as digits.")
+    ] = "0",
+    limit: Annotated[str, Query(pattern=DIGITS, json_schema_extra=LIMIT_PATTERN, description="Page size 1–50.")] = "20",
     kind: Annotated[Literal["generate", "train"] | None, Query()] = None,
-    custom_model_id: Annotated[str | None, Query(alias="customModelId")] = None,
+    custom_model_id: Annotated[
+        str | None, Query(alias="customModelId", json_schema_extra={"pattern": ASSET_ID_PATTERN})
+    ] = None,
 ) -> JSONResponse:
     start_number, limit_number = page_offset(start), int(limit)
     if not 1 <= limit_number <= MAX_LIMIT:

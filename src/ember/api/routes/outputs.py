@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from ember.api.deps import RuntimeDep
 from ember.api.errors import ApiError
+from ember.api.schemas import ErrorBody
 from ember.blobs import BlobNotFound, InvalidBlobKey
 from ember.jobs.links import OUTPUTS_PATH, url_key, valid_signature
 
@@ -19,7 +20,16 @@ def _refused() -> ApiError:
     return ApiError(403, "access_error", "The URL has expired or is not valid.")
 
 
-@router.get(OUTPUTS_PATH + "/{blob_key:path}", summary="A generated image (signed URL)", response_class=Response)
+@router.get(
+    OUTPUTS_PATH + "/{blob_key:path}",
+    summary="A generated image (signed URL)",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}},
+        403: {"model": ErrorBody, "description": "The URL has expired or its signature does not match."},
+        404: {"model": ErrorBody, "description": "The image no longer exists."},
+    },
+)
 def get_output(
     blob_key: str,
     runtime: RuntimeDep,
