@@ -12,7 +12,6 @@ from ember.api.deps import PrincipalDep, RuntimeDep
 from ember.api.errors import ApiError
 from ember.api.runtime import Runtime
 from ember.api.schemas import ErrorBody
-from ember.images import InvalidImage, TooManyPixels, validate_image
 from ember.jobs.wire import UploadedImage, UploadResponse
 from ember.store.database import transaction
 from ember.store.tables import Upload, utcnow
@@ -27,6 +26,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 def _check_image(data: bytes, mimetype: str) -> None:
+    from ember.images import InvalidImage, TooManyPixels, validate_image  # PIL: imported on first upload
+
     try:
         header = validate_image(data)
     except TooManyPixels as refused:
