@@ -28,6 +28,7 @@ class Receiver:
     fail_first: int = 0
     down: bool = False
     requests: int = 0
+    webhook_ids: list[str] = field(default_factory=list)  # of every request, accepted or not
     deliveries: list[Delivery] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
     server: ThreadingHTTPServer | None = None
@@ -50,6 +51,7 @@ class Receiver:
     def handle(self, headers: dict[str, str], raw: bytes) -> int:
         with self.changed:
             self.requests += 1
+            self.webhook_ids.append(headers.get("webhook-id", ""))
             if self.down or self.requests <= self.fail_first:
                 self.changed.notify_all()
                 return 500
