@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from ember.job_stream import StreamEvent, parse_events
+
 from .conftest import Headers, RecordingDispatcher
-from .sse import Event, parse
 
 
 def submit(http: TestClient, headers: Headers) -> str:
@@ -17,11 +18,11 @@ def submit(http: TestClient, headers: Headers) -> str:
     return str(response.json()["jobId"])
 
 
-def stream(http: TestClient, headers: Headers, job_id: str, **extra: str) -> list[Event]:
+def stream(http: TestClient, headers: Headers, job_id: str, **extra: str) -> list[StreamEvent]:
     with http.stream("GET", f"/v3/status/{job_id}/events", headers={**headers, **extra}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        return list(parse(response.iter_lines()))
+        return list(parse_events(response.iter_lines()))
 
 
 def cancelled_job(http: TestClient, headers: Headers) -> str:

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from ember.job_stream import StreamEvent, parse_events
+
 from .conftest import Live
-from .sse import Event, parse
 from .trainable import start_training, trainable_model
 from .webhook_receiver import Receiver, start_receiver, stop_receiver
 
@@ -20,13 +21,13 @@ TRAINING_STEPS = 110  # past the tiny preset's first sample (at step 100)
 
 
 def read(base: str, headers: dict[str, str], job_id: str, *, stop_after: int | None = None,
-         last_event_id: str | None = None) -> list[Event]:
+         last_event_id: str | None = None) -> list[StreamEvent]:
     """The stream's events; with `stop_after`, the connection is dropped after that many (a client gone)."""
     extra = {"Last-Event-ID": last_event_id} if last_event_id else {}
-    seen: list[Event] = []
+    seen: list[StreamEvent] = []
     with httpx.stream("GET", f"{base}/v3/status/{job_id}/events", headers={**headers, **extra}, timeout=180) as r:
         assert r.status_code == 200, r.read()
-        for event in parse(r.iter_lines()):
+        for event in parse_events(r.iter_lines()):
             seen.append(event)
             if stop_after is not None and len(seen) >= stop_after:
                 break
@@ -58,7 +59,7 @@ def test_a_generation_stream_delivers_every_step_then_the_status_body(live: Live
 
 
 @pytest.fixture(scope="module")
-def training_stream(live: Live, live_url: str) -> tuple[dict[str, str], str, list[Event], list[Event]]:
+def training_stream(live: Live, live_url: str) -> tuple[dict[str, str], str, list[StreamEvent], list[StreamEvent]]:
     """One training job read twice: dropped after a few events and resumed with Last-Event-ID, then whole."""
     _, headers = live.client()
     asset_id = trainable_model(live.http, headers)
@@ -70,7 +71,7 @@ def training_stream(live: Live, live_url: str) -> tuple[dict[str, str], str, lis
 
 
 def test_a_training_stream_reports_steps_with_loss_and_eta(
-    training_stream: tuple[dict[str, str], str, list[Event], list[Event]],
+    training_stream: tuple[dict[str, str], str, list[StreamEvent], list[StreamEvent]],
 ) -> None:
     _, _, _, whole = training_stream
     steps = [event.data for event in whole if event.event == "progress"]
@@ -80,7 +81,7 @@ def test_a_training_stream_reports_steps_with_loss_and_eta(
 
 
 def test_a_training_stream_carries_a_url_for_each_new_sample(
-    live_url: str, training_stream: tuple[dict[str, str], str, list[Event], list[Event]],
+    live_url: str, training_stream: tuple[dict[str, str], str, list[StreamEvent], list[StreamEvent]],
 ) -> None:
     _, _, _, whole = training_stream
     samples = [event.data for event in whole if event.event == "sample"]
@@ -90,7 +91,7 @@ def test_a_training_stream_carries_a_url_for_each_new_sample(
 
 
 def test_reconnecting_with_last_event_id_loses_nothing(
-    training_stream: tuple[dict[str, str], str, list[Event], list[Event]],
+    training_stream: tuple[dict[str, str], str, list[StreamEvent], list[StreamEvent]],
 ) -> None:
     _, _, reconnected, whole = training_stream
     assert [(event.id, event.event) for event in reconnected] == [(event.id, event.event) for event in whole]
