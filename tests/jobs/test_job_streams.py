@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from ember.api import create_app
+from ember.config import Settings
 from ember.job_stream import StreamEvent, parse_events
 
 from .conftest import Headers, RecordingDispatcher
@@ -68,3 +70,13 @@ def test_a_last_event_id_that_is_not_a_number_is_a_400(
     response = http.get(f"/v3/status/{job_id}/events", headers={**headers, "Last-Event-ID": "soon"})
     assert response.status_code == 400
     assert response.json()["error_code"] == "invalid_request"
+
+
+def test_another_replica_on_the_same_database_serves_the_stream(
+    http: TestClient, headers: Headers, dispatcher: RecordingDispatcher, settings: Settings
+) -> None:
+    job_id = cancelled_job(http, headers)
+    with TestClient(create_app(settings)) as replica:
+        events = stream(replica, headers, job_id)
+    assert [event.event for event in events] == ["state", "state", "status"]
+    assert events[-1].data["status"] == "cancelled"

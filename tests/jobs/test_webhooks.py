@@ -4,15 +4,19 @@ gets it on a later try, and URLs that may not be called are refused with a 422."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from ember.api.runtime import Runtime
 from ember.config import Settings
+from ember.jobs.webhook_delivery import WebhookSender
+from ember.store.event_tables import DeliveryState, WebhookDelivery
 
 from .conftest import Headers, RecordingDispatcher, migrated_settings
 from .webhook_receiver import Receiver, start_receiver, stop_receiver
@@ -153,3 +157,32 @@ def test_an_event_filter_without_a_webhook_is_a_422(
     response = generate(http, headers, webhookEventsFilter=["completed"])
     assert response.status_code == 422
     assert response.json()["validation_errors"][0]["loc"] == ["body", "webhookEventsFilter"]
+
+
+def test_servers_sharing_a_database_send_each_delivery_once(
+    http: TestClient, headers: Headers, dispatcher: RecordingDispatcher, receiver: Receiver, runtime: Runtime
+) -> None:
+    replicas = [
+        WebhookSender(runtime.sessions, runtime.token_key, lambda base: lambda key: key, runtime.webhooks.policy)
+        for _ in range(2)
+    ]
+    for replica in replicas:
+        replica.start()
+    try:
+        receiver.secret = org_secret(http, headers)
+        for _ in range(6):
+            cancelled_job_with_webhook(http, headers, receiver.url)
+        receiver.wait_for(6)
+        deadline = time.monotonic() + 30
+        while delivery_states(runtime) != [(DeliveryState.delivered, 1)] * 6:
+            assert time.monotonic() < deadline, delivery_states(runtime)
+            time.sleep(0.05)  # the senders record outcomes in their own threads
+    finally:
+        for replica in replicas:
+            replica.stop()
+    assert receiver.requests == 6
+
+
+def delivery_states(runtime: Runtime) -> list[tuple[DeliveryState, int]]:
+    with runtime.sessions() as session:
+        return [(row.state, row.attempts) for row in session.scalars(select(WebhookDelivery))]
