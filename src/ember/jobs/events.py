@@ -47,23 +47,29 @@ def topic_of(kind: str, data: dict[str, Any]) -> str | None:
 
 
 def record(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> int:
-    """Append one event to the job's log and queue its webhook deliveries; returns its number. Call it after
-    the UPDATE of the job row in the same transaction: the row lock orders writers, so numbers never clash."""
+    """Append one event to the job's log and queue its webhook deliveries; returns its number (0 for an
+    unknown job)."""
+    return record_steps(session, job_id, [Step(kind, data)])
+
+
+def record_steps(session: Session, job_id: str, steps: Iterable[Step]) -> int:
+    """Append events to the job's log, numbered on from its last, and queue their webhook deliveries; returns
+    the last number. Call it after the UPDATE of the job row in the same transaction: the row lock orders
+    writers, so numbers never clash."""
     org_id = session.scalar(select(Job.org_id).where(Job.id == job_id))
     if org_id is None:
         return 0
-    seq = (session.scalar(select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id)) or 0) + 1
-    session.add(JobEvent(job_id=job_id, org_id=org_id, seq=seq, kind=kind, data=data))
-    topic = topic_of(kind, data)
-    if topic is not None:
-        outbox.enqueue(session, job_id=job_id, org_id=org_id, seq=seq, topic=topic)
+    seq = session.scalar(select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id)) or 0
+    targets: outbox.Targets | None = None
+    for step in steps:
+        seq += 1
+        session.add(JobEvent(job_id=job_id, org_id=org_id, seq=seq, kind=step.kind, data=step.data))
+        topic = topic_of(step.kind, step.data)
+        if topic is not None:
+            targets = targets or outbox.targets(session, job_id, org_id)
+            targets.enqueue(session, seq=seq, topic=topic)
     session.flush()
     return seq
-
-
-def record_steps(session: Session, job_id: str, steps: Iterable[Step]) -> None:
-    for step in steps:
-        record(session, job_id, step.kind, step.data)
 
 
 def record_state(session: Session, job_id: str) -> None:

@@ -103,12 +103,13 @@ class WebhookSender:
 
     def deliver_due(self, now: datetime | None = None) -> int:
         """Claim and send the deliveries due now; returns how many were attempted."""
-        claimed = self._claim(now or utcnow())
+        claimed = self.claim(now or utcnow())
         for delivery_id in claimed:
             self._send(delivery_id)
         return len(claimed)
 
-    def _claim(self, now: datetime) -> list[uuid.UUID]:
+    def claim(self, now: datetime) -> list[uuid.UUID]:
+        """Lease up to BATCH due deliveries to this sender; returns their ids (none another sender holds)."""
         free = or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now)
         claimed = []
         with transaction(self.sessions) as session:
