@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ember.jobs import outbox
 from ember.store.event_tables import JobEvent
-from ember.store.tables import Job, JobState
+from ember.store.tables import Job, JobState, utcnow
 
 STATE = "state"
 PROGRESS = "progress"
@@ -56,19 +56,24 @@ def record_steps(session: Session, job_id: str, steps: Iterable[Step]) -> int:
     """Append events to the job's log, numbered on from its last, and queue their webhook deliveries; returns
     the last number. Call it after the UPDATE of the job row in the same transaction: the row lock orders
     writers, so numbers never clash."""
-    org_id = session.scalar(select(Job.org_id).where(Job.id == job_id))
-    if org_id is None:
+    last = select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id).scalar_subquery()
+    found = session.execute(select(Job.org_id, last).where(Job.id == job_id)).one_or_none()
+    if found is None:
         return 0
-    seq = session.scalar(select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id)) or 0
+    org_id, seq = found[0], found[1] or 0
+    rows: list[dict[str, Any]] = []
     targets: outbox.Targets | None = None
+    now = utcnow()
     for step in steps:
         seq += 1
-        session.add(JobEvent(job_id=job_id, org_id=org_id, seq=seq, kind=step.kind, data=step.data))
+        rows.append({"job_id": job_id, "org_id": org_id, "seq": seq, "kind": step.kind, "data": step.data,
+                     "created_at": now})
         topic = topic_of(step.kind, step.data)
         if topic is not None:
             targets = targets or outbox.targets(session, job_id, org_id)
             targets.enqueue(session, seq=seq, topic=topic)
-    session.flush()
+    if rows:  # one INSERT for the whole batch: a worker writes a commit's worth of steps at once
+        session.execute(insert(JobEvent), rows)
     return seq
 
 

@@ -26,15 +26,14 @@ class Targets:
     def enqueue(self, session: Session, *, seq: int, topic: str) -> int:
         """Queue event `seq` for each target whose filter takes `topic`; returns how many were queued."""
         now = utcnow()
-        queued = 0
+        queued = []
         if self.hook is not None and topic in self.hook.events:
-            session.add(_delivery(self, seq, topic, self.hook.url, None, self.hook.base_url, now))
-            queued += 1
+            queued.append(_delivery(self, seq, topic, self.hook.url, None, self.hook.base_url, now))
         for endpoint in self.endpoints:
             if topic in endpoint.events:
-                session.add(_delivery(self, seq, topic, endpoint.url, endpoint.id, endpoint.base_url, now))
-                queued += 1
-        return queued
+                queued.append(_delivery(self, seq, topic, endpoint.url, endpoint.id, endpoint.base_url, now))
+        session.add_all(queued)
+        return len(queued)
 
 
 def targets(session: Session, job_id: str, org_id: uuid.UUID) -> Targets:
