@@ -52,6 +52,8 @@ def job_events_route(
             after = max(0, int(last_event_id))
         except ValueError:
             raise ApiError(400, "invalid_request", "Last-Event-ID must be an event id this stream sent.") from None
+    # The request's session would stay open for as long as the stream; the stream reads with its own sessions.
+    session.close()
     return EventSourceResponse(
         _follow(runtime.sessions, job_id, after, url_signer(runtime, base_url)),
         ping=PING_S,
