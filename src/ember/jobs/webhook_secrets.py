@@ -11,6 +11,7 @@ import secrets
 import uuid
 
 from cryptography.fernet import Fernet
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ember.store.event_tables import WebhookSigningKey
@@ -41,7 +42,11 @@ def organization_secret(session: Session, org_id: uuid.UUID, server_key: bytes) 
     key = session.get(WebhookSigningKey, org_id)
     if key is None:
         secret = new_secret()
-        session.add(WebhookSigningKey(org_id=org_id, secret=seal(server_key, secret)))
-        session.flush()
-        return secret
+        try:
+            with session.begin_nested():  # two first uses at once: one row wins, the other reads it
+                session.add(WebhookSigningKey(org_id=org_id, secret=seal(server_key, secret)))
+            return secret
+        except IntegrityError:
+            key = session.get(WebhookSigningKey, org_id, populate_existing=True)
+            assert key is not None
     return unseal(server_key, key.secret)
