@@ -15,6 +15,7 @@ from ember.demo import demo
 from ember.engine.cli import app as engine_app
 from ember.jobs.cli import generate, jobs_app
 from ember.models_cli import models_app
+from ember.webhooks_cli import webhooks_app
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -31,6 +32,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
 app.command("generate")(generate)
 app.add_typer(models_app, name="models")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("demo")(demo)
 
 CREDENTIALS_FILE = "credentials.json"

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from ember.job_stream import StreamEvent, fold, parse_events
+
 DEFAULT_SCOPE = "openid,AdobeID,firefly_api,ff_apis"
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "timeout"})
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 TOKEN_MARGIN_S = 60
+STREAM_TRIES = 3  # connections to a job's event stream before following it by polling
 
 
 class EmberError(Exception):
@@ -41,6 +44,10 @@ class JobFailed(EmberError):
 
 class JobWaitTimedOut(EmberError):
     """A job was still not final when the caller stopped waiting."""
+
+
+class StreamUnavailable(EmberError):
+    """The job's event stream cannot be read here (an older server, or a proxy that drops or buffers it)."""
 
 
 class EmberClient:
@@ -129,20 +136,78 @@ class EmberClient:
         poll_s: float = 0.5,
         timeout_s: float = 600.0,
         on_status: Callable[[dict[str, Any]], None] | None = None,
+        stream: bool = True,
     ) -> dict[str, Any]:
-        """Poll until the job is final; returns the succeeded status or raises JobFailed / JobWaitTimedOut."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            status = self.status(job_id)
+        """Follow the job until it is final; returns the succeeded status or raises JobFailed / JobWaitTimedOut."""
+        status: dict[str, Any] = {}
+        for status in self.follow(job_id, poll_s=poll_s, timeout_s=timeout_s, stream=stream):
             if on_status is not None:
                 on_status(status)
+        if status.get("status") != "succeeded":
+            raise JobFailed(status)
+        return status
+
+    def follow(
+        self, job_id: str, *, poll_s: float = 0.5, timeout_s: float = 600.0, stream: bool = True
+    ) -> Iterator[dict[str, Any]]:
+        """The job's status body each time it changes, until it is final: from the event stream (reconnecting
+        with Last-Event-ID when the connection drops), else by polling `GET /v3/status/{jobId}`."""
+        deadline = time.monotonic() + timeout_s
+        status: dict[str, Any] = {"jobId": job_id, "status": "pending", "progress": 0}
+        last_id: str | None = None
+        for _ in range(STREAM_TRIES if stream else 0):
+            try:
+                for event in self.events(job_id, last_event_id=last_id):
+                    last_id = event.id or last_id
+                    status = fold(status, event)
+                    yield status
+                    if event.event == "status":
+                        return
+                    if time.monotonic() >= deadline:
+                        raise JobWaitTimedOut(f"job {job_id} is still {status['status']} after {timeout_s} s")
+            except (StreamUnavailable, httpx.TransportError):
+                continue
+        while True:
+            status = self.status(job_id)
+            yield status
             if status["status"] in FINAL_STATUSES:
-                if status["status"] != "succeeded":
-                    raise JobFailed(status)
-                return status
+                return
             if time.monotonic() >= deadline:
                 raise JobWaitTimedOut(f"job {job_id} is still {status['status']} after {timeout_s} s")
             time.sleep(poll_s)
+
+    def events(self, job_id: str, *, last_event_id: str | None = None) -> Iterator[StreamEvent]:
+        """The job's event stream as it arrives; StreamUnavailable when the answer is no event stream."""
+        headers = {**self.headers(), "accept": "text/event-stream"}
+        if last_event_id:
+            headers["last-event-id"] = last_event_id
+        with self.http.stream("GET", f"{self.base_url}/v3/status/{job_id}/events", headers=headers) as response:
+            if response.status_code >= 400:
+                response.read()
+                body = _body(response)
+                if response.status_code == 404 and body.get("error_code") == "unknown_job_id":
+                    raise ApiCallFailed(404, body)
+                raise StreamUnavailable(f"the event stream answered HTTP {response.status_code}")
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                raise StreamUnavailable("the event stream answered something else than text/event-stream")
+            yield from parse_events(response.iter_lines())
+
+    def add_webhook(self, url: str, events: list[str] | None = None) -> dict[str, Any]:
+        """Register a webhook endpoint for every job of the organization; the answer holds its secret."""
+        body: dict[str, Any] = {"url": url, **({"events": events} if events else {})}
+        return self._json(self.http.post(f"{self.base_url}/v3/webhooks", json=body, headers=self.headers()))
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        return list(self._json(self.http.get(f"{self.base_url}/v3/webhooks", headers=self.headers()))["webhooks"])
+
+    def remove_webhook(self, webhook_id: str) -> None:
+        response = self.http.delete(f"{self.base_url}/v3/webhooks/{webhook_id}", headers=self.headers())
+        if response.status_code >= 400:
+            raise ApiCallFailed(response.status_code, _body(response))
+
+    def webhook_secret(self) -> str:
+        """The secret that signs the webhooks named in this organization's requests."""
+        return str(self._json(self.http.get(f"{self.base_url}/v3/webhooks/secret", headers=self.headers()))["secret"])
 
     def download(self, url: str) -> bytes:
         """An output image from its signed URL (no token needed)."""

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     allow_private_reference_urls: bool = Field(
         False, description="Let reference image URLs reach loopback, private and other non-public addresses."
     )
+    webhook_allow_private: bool = Field(
+        False, description="Let webhook URLs reach loopback, private and other non-public addresses."
+    )
+    webhook_retry_base_s: float = Field(5.0, gt=0, description="Delay before a failed webhook's first retry.")
+    webhook_retry_for_s: float = Field(
+        26 * 3600.0, gt=0, description="How long a failing webhook delivery is retried (backoff doubles each time)."
+    )
+    webhook_interval_s: float = Field(1.0, gt=0, description="How often each server looks for due webhooks.")
     heartbeat_timeout_s: float = Field(30.0, gt=0, description="A running job silent this long is lost.")
     reaper_interval_s: float = Field(2.0, gt=0, description="How often timeouts and lost jobs are looked for.")
     sync_generate_timeout_s: float = Field(60.0, gt=0, description="POST /v3/images/generate waits this long.")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +15,8 @@ from rich.table import Table
 
 from ember.client import FINAL_STATUSES, ApiCallFailed, EmberClient, EmberError, JobFailed
 from ember.jobs.cli import DEFAULT_URL, ClientIdOption, DataDirOption, SecretOption, UrlOption, sdk_client
+
+TRAINING_WAIT_S = 7 * 3600.0  # longer than the default training time limit (6 h)
 
 models_app = typer.Typer(help="Custom models: create, add images, caption, train, publish, share, export.",
                          no_args_is_help=True)
@@ -103,11 +104,9 @@ class ModelsApi:
         return data
 
 
-def follow_training(
-    client: EmberClient, job_id: str, poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep
-) -> dict[str, Any]:
-    """Poll a training job with a progress bar (step, loss, time left) until it ends; JobFailed unless it
-    succeeded."""
+def follow_training(client: EmberClient, job_id: str, poll_s: float = 0.5) -> dict[str, Any]:
+    """Follow a training job with a progress bar (step, loss, time left) until it ends: from its event stream,
+    or by polling where the stream cannot be read. JobFailed unless it succeeded."""
     columns = (
         TextColumn("[bold]training"),
         BarColumn(),
@@ -117,8 +116,7 @@ def follow_training(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("training", total=100, detail="queued")
-        while True:
-            status = client.status(job_id)
+        for status in client.follow(job_id, poll_s=poll_s, timeout_s=TRAINING_WAIT_S):
             training = status.get("training") or {}
             detail = status["status"]
             if training.get("totalSteps"):
@@ -133,7 +131,7 @@ def follow_training(
                     raise JobFailed(status)
                 progress.update(task, completed=progress.tasks[0].total)
                 return status
-            sleep(poll_s)
+    raise JobFailed({"jobId": job_id, "status": "unknown", "message": "the job's status could not be followed"})
 
 
 def _api(url: str, client_id: str | None, client_secret: str | None, data_dir: Path | None) -> ModelsApi:

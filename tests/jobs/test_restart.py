@@ -28,13 +28,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int, ray_address: str, model_dir: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    data_dir: Path, port: int, ray_address: str, model_dir: Path, **settings: str
+) -> subprocess.Popen[bytes]:
+    """`ember serve` in its own process; `settings` are more EMBER_* variables (lower-case names)."""
     env = {
         **os.environ,
         "EMBER_MODEL_DIR": str(model_dir),
         "EMBER_HEARTBEAT_TIMEOUT_S": "3",
         "EMBER_REAPER_INTERVAL_S": "0.5",
         "EMBER_RATE_LIMIT_PER_MINUTE": "0",
+        **{f"EMBER_{name.upper()}": value for name, value in settings.items()},
     }
     env.pop("EMBER_DATA_DIR", None)
     process = subprocess.Popen(
@@ -53,6 +57,16 @@ def start_server(data_dir: Path, port: int, ray_address: str, model_dir: Path) -
     raise AssertionError("the server did not start")
 
 
+def first_client_headers(base: str, data_dir: Path) -> dict[str, str]:
+    """Request headers of the API client `ember serve` made on first start."""
+    credentials = json.loads((data_dir / "credentials.json").read_text())
+    token = httpx.post(f"{base}/ims/token/v3", data={
+        "grant_type": "client_credentials", "client_id": credentials["client_id"],
+        "client_secret": credentials["client_secret"], "scope": "firefly_api,ff_apis",
+    }).json()["access_token"]
+    return {"Authorization": f"Bearer {token}", "x-api-key": credentials["client_id"]}
+
+
 def job_states(data_dir: Path) -> dict[str, JobState]:
     engine = open_engine(f"sqlite:///{data_dir / 'ember.db'}")
     try:
@@ -69,12 +83,7 @@ def test_after_a_hard_stop_every_job_reaches_a_final_state(
     base = f"http://127.0.0.1:{port}"
     server = start_server(data_dir, port, ray_address, model_dir)
     try:
-        credentials = json.loads((data_dir / "credentials.json").read_text())
-        token = httpx.post(f"{base}/ims/token/v3", data={
-            "grant_type": "client_credentials", "client_id": credentials["client_id"],
-            "client_secret": credentials["client_secret"], "scope": "firefly_api,ff_apis",
-        }).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}", "x-api-key": credentials["client_id"]}
+        headers = first_client_headers(base, data_dir)
         job_ids = [
             httpx.post(f"{base}/v3/images/generate-async", json={"prompt": f"a cat {n}", "numVariations": 4},
                        headers=headers, timeout=30).json()["jobId"]

@@ -95,6 +95,8 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
     walk = Walk(page, artifacts)
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
 
     # Sign in.
     page.goto(f"{server.url}/")
@@ -155,6 +157,10 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
     walk.shot("training")
     wait_for_training(walk)
     walk.shot("trained")
+    # The progress panel followed the training job's event stream and never polled its status.
+    streams = [url for url in requested if re.search(r"/v3/status/[^/]+/events$", url)]
+    assert streams, "the page never opened the training job's event stream"
+    assert streams[0].removesuffix("/events") not in requested
 
     # Publish and share with the partner's technical account.
     page.get_by_role("button", name="Publish").click()

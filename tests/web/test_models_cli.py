@@ -114,33 +114,34 @@ def test_creating_a_project_by_an_existing_name_reuses_it(api: ModelsApi) -> Non
 
 
 class ScriptedClient:
-    """Answers status calls from a script, one status per poll."""
+    """Follows a job through a script of status bodies, one per change."""
 
     def __init__(self, statuses: list[dict[str, Any]]) -> None:
         self.statuses = list(statuses)
         self.polls = 0
 
-    def status(self, job_id: str) -> dict[str, Any]:
-        self.polls += 1
-        return self.statuses.pop(0)
+    def follow(self, job_id: str, **_options: Any) -> Iterator[dict[str, Any]]:
+        while self.statuses:
+            self.polls += 1
+            yield self.statuses.pop(0)
 
 
 def training_status(status: str, step: int) -> dict[str, Any]:
     return {"jobId": "j", "status": status, "progress": step, "training": {"step": step, "totalSteps": 20, "loss": 0.5}}
 
 
-def test_following_a_training_job_polls_until_it_succeeds() -> None:
+def test_following_a_training_job_reads_its_changes_until_it_succeeds() -> None:
     client = ScriptedClient(
         [training_status("pending", 0), training_status("running", 10), training_status("succeeded", 20)]
     )
-    final = follow_training(client, "j", sleep=lambda _seconds: None)  # type: ignore[arg-type]
+    final = follow_training(client, "j")  # type: ignore[arg-type]
     assert (final["status"], client.polls) == ("succeeded", 3)
 
 
 def test_following_a_failed_training_job_raises() -> None:
     failed = {"jobId": "j", "status": "failed", "error_code": "runtime_error", "message": "out of memory"}
     with pytest.raises(JobFailed, match="out of memory"):
-        follow_training(ScriptedClient([failed]), "j", sleep=lambda _seconds: None)  # type: ignore[arg-type]
+        follow_training(ScriptedClient([failed]), "j")  # type: ignore[arg-type]
 
 
 def test_the_drawn_demo_set_has_distinct_captioned_images_large_enough_to_train() -> None:

@@ -18,12 +18,14 @@ from ember.api.routes import (
     custom_models,
     health,
     images,
+    job_events,
     job_history,
     jobs,
     outputs,
     projects,
     storage,
     ui,
+    webhooks,
 )
 from ember.api.runtime import Runtime
 from ember.config import Settings
@@ -38,9 +40,11 @@ def create_app(settings: Settings, clock: Callable[[], float] | None = None) -> 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         runtime.ray.start()
         runtime.dispatcher.start()
+        runtime.webhooks.start()
         try:
             yield
         finally:
+            runtime.webhooks.stop()
             runtime.dispatcher.stop()
             runtime.ray.stop()
             runtime.engine.dispose()
@@ -61,6 +65,8 @@ def create_app(settings: Settings, clock: Callable[[], float] | None = None) -> 
     app.include_router(health.router)
     app.include_router(images.router)
     app.include_router(jobs.router)
+    app.include_router(job_events.router)
+    app.include_router(webhooks.router)
     app.include_router(storage.router)
     app.include_router(outputs.router)
     app.include_router(projects.router)

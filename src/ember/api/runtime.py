@@ -16,6 +16,9 @@ from ember.config import Settings
 from ember.data_dir import prepare_data_dir
 from ember.identity import token_secret
 from ember.jobs.dispatch import Dispatcher
+from ember.jobs.links import output_url, url_key
+from ember.jobs.views import SignUrl
+from ember.jobs.webhook_delivery import DeliveryPolicy, WebhookSender
 from ember.store.database import open_engine, session_factory
 from ember.store.tables import Job
 
@@ -31,6 +34,7 @@ class Runtime:
     rate_limiter: RateLimiter
     metrics: Metrics
     dispatcher: Dispatcher
+    webhooks: WebhookSender
 
     @classmethod
     def build(cls, settings: Settings, clock: Callable[[], float] | None = None) -> Runtime:
@@ -45,14 +49,29 @@ class Runtime:
 
         limiter_args = {"clock": clock} if clock is not None else {}
         ray = RayConnection(settings.ray_address, settings.ray_num_cpus)
+        blobs = open_blob_store(settings.blob_url)
+        token_key = token_secret(settings)
+
+        def signer(base_url: str) -> SignUrl:
+            base = settings.public_base_url or base_url
+            key = url_key(token_key)
+            return lambda blob_key: output_url(blobs, base, blob_key, settings.output_url_ttl_s, key)
+
+        policy = DeliveryPolicy(
+            retry_base_s=settings.webhook_retry_base_s,
+            retry_for_s=settings.webhook_retry_for_s,
+            interval_s=settings.webhook_interval_s,
+            allow_private=settings.webhook_allow_private,
+        )
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
-            blobs=open_blob_store(settings.blob_url),
+            blobs=blobs,
             ray=ray,
-            token_key=token_secret(settings),
+            token_key=token_key,
             rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_per_day, **limiter_args),
             metrics=Metrics(count_jobs),
             dispatcher=Dispatcher(settings, sessions, ray),
+            webhooks=WebhookSender(sessions, token_key, signer, policy),
         )

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
+from ember.jobs.webhooks import WebhookFields
+
 MODEL_MEDIA_TYPE = "application/vnd.adobe.ffmodel+dcx"
 
 
@@ -163,8 +165,9 @@ class CaptionPatch(StrictWireModel):
     caption: str = Field(max_length=MAX_CAPTION_CHARS)
 
 
-class TrainingOverrides(StrictWireModel):
-    """Training settings that replace the base model's preset; each is optional."""
+class TrainingOverrides(StrictWireModel, WebhookFields):
+    """Training settings that replace the base model's preset; each is optional. `webhook` and
+    `webhookEventsFilter` (Ember extensions) name a URL that hears about the training job."""
 
     steps: int | None = Field(None, ge=1, le=20_000)
     learning_rate: float | None = Field(None, alias="learningRate", gt=0, le=0.1)
@@ -174,7 +177,8 @@ class TrainingOverrides(StrictWireModel):
 
     def engine_settings(self) -> dict[str, int | float]:
         """The overrides under the engine's TrainConfig field names, unset ones left out."""
-        return {key: value for key, value in self.model_dump(by_alias=False).items() if value is not None}
+        dumped = self.model_dump(by_alias=False, exclude=set(WebhookFields.model_fields))
+        return {key: value for key, value in dumped.items() if value is not None}
 
 
 class ShareCreate(StrictWireModel):

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from ember.jobs import events
 from ember.store.tables import Job, JobKind, JobState, utcnow
 
 ACTIVE_STATES = frozenset({JobState.pending, JobState.running, JobState.cancel_pending})
@@ -65,6 +66,7 @@ def create_job(
     )
     session.add(job)
     session.flush()
+    events.record_state(session, job.id)
     return job
 
 
@@ -80,7 +82,10 @@ def _transition(session: Session, job_id: str, from_states: set[JobState], **val
     result = session.execute(
         update(Job).where(Job.id == job_id, Job.state.in_(from_states)).values(**values)
     )
-    return bool(getattr(result, "rowcount", 0))
+    changed = bool(getattr(result, "rowcount", 0))
+    if changed and "state" in values:
+        events.record_state(session, job_id)
+    return changed
 
 
 def request_cancel(session: Session, job: Job) -> JobState:
@@ -113,8 +118,8 @@ def claim(session: Session, job_id: str, worker_id: str) -> bool:
     )
 
 
-def record_progress(session: Session, job_id: str, progress: int) -> None:
-    _transition(session, job_id, {JobState.running}, progress=progress, heartbeat_at=utcnow())
+def record_progress(session: Session, job_id: str, progress: int) -> bool:
+    return _transition(session, job_id, {JobState.running}, progress=progress, heartbeat_at=utcnow())
 
 
 def record_heartbeat(session: Session, job_id: str) -> None:
@@ -265,13 +270,15 @@ def _sweep_kind(
     of_kind = Job.kind == kind
     deadline = now - timedelta(seconds=limit.timeout_s)
     code, message = FINAL_MESSAGES[JobState.timeout]
-    timed_out = session.execute(
+    timed_out = _ended(
+        session,
         update(Job)
         .where(of_kind, Job.state.in_(ACTIVE_STATES), Job.created_at < deadline)
         .values(state=JobState.timeout, finished_at=now, error_code=code, message=message)
     )
     cancel_code, cancel_message = FINAL_MESSAGES[JobState.cancelled]
-    cancelled = session.execute(
+    cancelled = _ended(
+        session,
         update(Job)
         .where(
             of_kind, Job.state == JobState.cancel_pending,
@@ -279,7 +286,8 @@ def _sweep_kind(
         )
         .values(state=JobState.cancelled, finished_at=now, error_code=cancel_code, message=cancel_message)
     )
-    failed = session.execute(
+    failed = _ended(
+        session,
         update(Job)
         .where(of_kind, Job.state == JobState.running, Job.heartbeat_at < silent, Job.attempts >= limit.max_attempts)
         .values(
@@ -292,12 +300,15 @@ def _sweep_kind(
     )
     for job_id in lost:
         _transition(session, job_id, {JobState.running}, state=JobState.pending, worker_id=None)
-    return (
-        int(getattr(timed_out, "rowcount", 0)),
-        int(getattr(failed, "rowcount", 0)),
-        int(getattr(cancelled, "rowcount", 0)),
-        lost,
-    )
+    return timed_out, failed, cancelled, lost
+
+
+def _ended(session: Session, statement: Any) -> int:
+    """Run a bulk state change and log each changed job's new state; returns how many changed."""
+    changed = list(session.scalars(statement.returning(Job.id)))
+    for job_id in changed:
+        events.record_state(session, job_id)
+    return len(changed)
 
 
 def reset_orphans(
@@ -310,20 +321,23 @@ def reset_orphans(
     now = utcnow()
     ending = _active_training_models(session)
     code, message = FINAL_MESSAGES[JobState.cancelled]
-    session.execute(
+    _ended(
+        session,
         update(Job).where(Job.state == JobState.cancel_pending)
-        .values(state=JobState.cancelled, finished_at=now, error_code=code, message=message)
+        .values(state=JobState.cancelled, finished_at=now, error_code=code, message=message),
     )
     bounds = {JobKind.generate: max_attempts, JobKind.train: training_max_attempts or max_attempts}
     for kind, bound in bounds.items():
-        session.execute(
+        _ended(
+            session,
             update(Job).where(Job.kind == kind, Job.state == JobState.running, Job.attempts >= bound)
             .values(
                 state=JobState.failed, finished_at=now, error_code="worker_lost",
                 message=f"The server stopped while this job ran ({bound} attempts).",
-            )
+            ),
         )
-    session.execute(
-        update(Job).where(Job.state == JobState.running).values(state=JobState.pending, worker_id=None)
+    _ended(
+        session,
+        update(Job).where(Job.state == JobState.running).values(state=JobState.pending, worker_id=None),
     )
     return sorted(set(ending) - set(_active_training_models(session)))

@@ -50,36 +50,39 @@ def is_public(address: IpAddress) -> bool:
     )
 
 
-def checked_address(url: str, *, allow_private: bool, resolve: Resolve) -> tuple[str, str, int, str]:
-    """The URL's scheme, host, port and the one address to connect to; ReferenceRefused when not allowed."""
+def checked_address(
+    url: str, *, allow_private: bool, resolve: Resolve, subject: str = "reference image"
+) -> tuple[str, str, int, str]:
+    """The URL's scheme, host, port and the one address to connect to; ReferenceRefused when not allowed.
+    `subject` names what the URL is for in the messages (a reference image, a webhook)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
-        raise ReferenceRefused(f"reference image URLs must be http or https, not {scheme or 'schemeless'!r}")
+        raise ReferenceRefused(f"{subject} URLs must be http or https, not {scheme or 'schemeless'!r}")
     host = parts.hostname
     if not host:
-        raise ReferenceRefused("the reference image URL has no host")
+        raise ReferenceRefused(f"the {subject} URL has no host")
     try:
         port = parts.port or ALLOWED_SCHEMES[scheme]
     except ValueError:
-        raise ReferenceRefused("the reference image URL has an invalid port") from None
+        raise ReferenceRefused(f"the {subject} URL has an invalid port") from None
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         addresses = [ipaddress.ip_address(found.split("%", 1)[0]) for found in resolve(host, port)]
     if not addresses:
-        raise ReferenceUnavailable(f"the reference image host {host!r} has no address")
+        raise ReferenceUnavailable(f"the {subject} host {host!r} has no address")
     if not allow_private:
         refused = [address for address in addresses if not is_public(address)]
         if refused:
             raise ReferenceRefused(
-                f"the reference image host {host!r} resolves to a non-public address ({refused[0]}); "
-                "reference URLs must point to the public internet"
+                f"the {subject} host {host!r} resolves to a non-public address ({refused[0]}); "
+                f"{subject} URLs must point to the public internet"
             )
     return scheme, host, port, str(addresses[0])
 
 
-def _pinned_url(url: str, address: str, port: int) -> str:
+def pinned_url(url: str, address: str, port: int) -> str:
     """The URL with its host replaced by the checked address (the Host header and TLS name keep the name)."""
     parts = urlsplit(url)
     literal = f"[{address}]" if ":" in address else address
@@ -102,7 +105,7 @@ def fetch_reference(
             name = f"[{host}]" if ":" in host else host
             host_header = name if port == ALLOWED_SCHEMES[scheme] else f"{name}:{port}"
             request = client.build_request(
-                "GET", _pinned_url(url, address, port), headers={"Host": host_header},
+                "GET", pinned_url(url, address, port), headers={"Host": host_header},
                 extensions={"sni_hostname": host} if scheme == "https" else {},
             )
             try:

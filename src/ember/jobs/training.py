@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ember import models_service
 from ember.blobs import BlobNotFound, BlobStore
-from ember.jobs import records
+from ember.jobs import events, records
 from ember.store.database import transaction
 
 log = logging.getLogger("ember.jobs.training")
@@ -140,6 +140,7 @@ class TrainingRun:
         self.record = TrainingRecord()
         self._last_written = 0.0
         self._lora_size = 0
+        self._unwritten: list[events.Step] = []  # stream events since the last commit
 
     # --- the attempt, start to end ---------------------------------------------------------------------------
 
@@ -219,6 +220,7 @@ class TrainingRun:
         succeeded = False
         try:
             with transaction(self.sessions) as session:
+                self._write(session)  # the last steps' events, before the success
                 if records.succeed(session, self.job_id, result):
                     models_service.record_trained_version(
                         session,
@@ -263,11 +265,16 @@ class TrainingRun:
             del self.record.losses[event.step - 1 :]
             self.record.losses.append(float(event.loss))
             self.record.step, self.record.loss, self.record.eta_s = event.step, float(event.loss), event.eta_s
+            self._unwritten.append(events.Step(events.PROGRESS, {
+                "step": event.step, "totalSteps": self.record.total_steps, "loss": float(event.loss),
+                "etaSeconds": None if event.eta_s is None else round(float(event.eta_s), 1),
+            }))
         if event.preview is not None:
             key = sample_key(self.job_id, event.step)
             self.blobs.put(key, event.preview, "image/png")
             self.record.samples = [s for s in self.record.samples if s["step"] != event.step]
             self.record.samples.append({"step": event.step, "key": key})
+            self._unwritten.append(events.Step(events.SAMPLE, {"step": event.step, "key": key}))
             force = True
         # The engine writes a checkpoint right after reporting its step, so it is found at the next report.
         force = self._upload_new_checkpoint() or force
@@ -279,9 +286,13 @@ class TrainingRun:
                 self._write(session)
 
     def _write(self, session: Session) -> bool:
-        return records.record_training(
+        written = records.record_training(
             session, self.job_id, self.worker_id, self.record.percent, {"training": self.record.as_json()}
         )
+        if written:
+            events.record_steps(session, self.job_id, self._unwritten)
+            self._unwritten = []
+        return written
 
     # --- checkpoints in the blob store ----------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ember.jobs.webhooks import WebhookFields
+
 MODEL_VERSIONS = ("image3", "image3_custom", "image4_standard", "image4_ultra", "image4_custom")
 DEFAULT_MODEL_VERSION = "image3"
 OUTPUT_MIMETYPES = ("image/jpeg", "image/png", "image/webp")
@@ -104,8 +106,9 @@ class Structure(StrictWire):
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
 
 
-class GenerateImagesRequest(StrictWire):
-    """The body of generate-async and generate; unknown fields are rejected."""
+class GenerateImagesRequest(StrictWire, WebhookFields):
+    """The body of generate-async and generate; unknown fields are rejected (`webhook` and
+    `webhookEventsFilter` are Ember extensions)."""
 
     prompt: str = Field(min_length=1, max_length=1024)
     negative_prompt: str | None = Field(None, alias="negativePrompt", max_length=1024)

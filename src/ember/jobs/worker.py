@@ -16,13 +16,13 @@ from typing import Any
 
 from ember.blobs import BlobStore, open_blob_store
 from ember.data_dir import write_private_bytes
-from ember.jobs import records
+from ember.jobs import events, records
 from ember.jobs.references import ReferenceUnavailable, fetch_reference
 from ember.jobs.training import PROGRESS_INTERVAL_S, TrainingRun, model_of
 from ember.models_service import follow_training_job
 from ember.provenance import Origin, SigningChain, load_or_create_chain, sign_image
 from ember.store.database import open_engine, session_factory, transaction
-from ember.store.tables import JobKind
+from ember.store.tables import JobKind, JobState
 
 log = logging.getLogger("ember.jobs.worker")
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
@@ -117,16 +117,20 @@ class EngineWorker:
         from ember.engine.types import Cancelled, EngineError, Progress
 
         last_written = 0.0
+        steps: list[events.Step] = []  # every step becomes an event; they are written with the next commit
 
         def on_progress(event: Progress) -> None:
             # Written at most every PROGRESS_INTERVAL_S: a commit per step would cost more than a tiny step.
             nonlocal last_written
+            steps.append(generation_step(event))
             now = time.monotonic()
             if now - last_written < PROGRESS_INTERVAL_S:
                 return
             last_written = now
             with transaction(self.sessions) as session:
-                records.record_progress(session, job_id, min(99, int(100 * event.step / max(1, event.total))))
+                if records.record_progress(session, job_id, min(99, int(100 * event.step / max(1, event.total)))):
+                    events.record_steps(session, job_id, steps)
+                steps.clear()
 
         def should_cancel() -> bool:
             with self.sessions() as session:
@@ -154,6 +158,8 @@ class EngineWorker:
             if spec.get("warnings"):
                 result["warnings"] = spec["warnings"]
             with transaction(self.sessions) as session:
+                if records.current_state(session, job_id) is JobState.running:
+                    events.record_steps(session, job_id, steps)
                 if records.succeed(session, job_id, result):
                     return "succeeded"
             raise Cancelled("stopped before the result was recorded")
@@ -237,6 +243,12 @@ class EngineWorker:
                         records.record_heartbeat(session, job_id)
                 except Exception:  # a missed beat is retried on the next tick
                     log.warning("heartbeat for %s failed", job_id, exc_info=True)
+
+
+def generation_step(event: Any) -> events.Step:
+    """A generation step as a stream event: the step, the total and the engine's estimate of the time left."""
+    eta = None if event.eta_s is None else round(float(event.eta_s), 2)
+    return events.Step(events.PROGRESS, {"step": event.step, "totalSteps": event.total, "etaSeconds": eta})
 
 
 def _take_priority(niceness: int | None) -> None:

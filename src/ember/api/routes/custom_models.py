@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from ember.api.conversions import InvalidAssetId, custom_model_item, model_id_from_asset_id
 from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep, require_json
 from ember.api.errors import ApiError, validation_error
+from ember.api.routes.webhooks import requested_webhook
 from ember.api.schemas import (
     CustomModelCreate,
     CustomModelItem,
@@ -26,6 +27,7 @@ from ember.api.schemas import (
     TrainingOverrides,
 )
 from ember.jobs.dispatch import EngineUnavailable
+from ember.jobs.webhooks import subscribe
 from ember.jobs.wire import JobAccepted
 from ember.lora_formats import InvalidLoraFile
 from ember.models_service import (
@@ -277,9 +279,12 @@ def train_custom_model(
     body: Annotated[TrainingOverrides | None, Body()] = None,
 ) -> JobAccepted:
     overrides = body.engine_settings() if body is not None else {}
+    webhook = requested_webhook(body, runtime.settings) if body is not None else None
     job = start_training(
         session, runtime.settings, model, org_id=principal.org_id, client_pk=principal.client_pk, overrides=overrides
     )
+    if webhook is not None:
+        subscribe(session, job.id, *webhook, base_url)
     session.commit()  # the row must exist before any worker looks for it
     if runtime.dispatcher.accepting:
         try:

@@ -10,12 +10,14 @@ from fastapi import APIRouter, Depends, Header
 from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep, require_json
 from ember.api.errors import ApiError
 from ember.api.routes.jobs import url_signer
+from ember.api.routes.webhooks import requested_webhook
 from ember.api.runtime import Runtime
 from ember.api.schemas import ErrorBody
 from ember.jobs.dispatch import EngineUnavailable
 from ember.jobs.records import FINAL_STATES, CancelRefused, create_job, current_state, request_cancel
 from ember.jobs.submission import InvalidGeneration, Submission, prepare
 from ember.jobs.views import generation_result
+from ember.jobs.webhooks import subscribe
 from ember.jobs.wire import GenerateImagesRequest, GenerationResult, JobAccepted
 from ember.store.database import transaction
 from ember.store.tables import Job, JobKind, JobState
@@ -40,8 +42,10 @@ def _submit(
     body: GenerateImagesRequest,
     model_version: str | None,
     mimetype: str | None,
+    base_url: str,
 ) -> str:
     """Validate, record the job, commit, then hand its id to the workers. Returns the job id."""
+    webhook = requested_webhook(body, runtime.settings)
     try:
         submission: Submission = prepare(session, runtime.settings, principal.viewer, body, model_version, mimetype)
     except InvalidGeneration as invalid:
@@ -58,6 +62,8 @@ def _submit(
         request=submission.spec,
         custom_model_id=submission.custom_model_id,
     )
+    if webhook is not None:
+        subscribe(session, job.id, *webhook, base_url)
     session.commit()  # the row must exist before any worker looks for it
     try:
         runtime.dispatcher.submit(job.id, submission.lora_key)
@@ -83,7 +89,7 @@ def generate_async(
     model_version: ModelVersionHeader = None,
     mimetype: MimetypeHeader = None,
 ) -> JobAccepted:
-    job_id = _submit(runtime, principal, session, body, model_version, mimetype)
+    job_id = _submit(runtime, principal, session, body, model_version, mimetype, base_url)
     return JobAccepted.for_job(job_id, base_url)
 
 
@@ -114,7 +120,7 @@ def generate(
     model_version: ModelVersionHeader = None,
     mimetype: MimetypeHeader = None,
 ) -> GenerationResult:
-    job_id = _submit(runtime, principal, session, body, model_version, mimetype)
+    job_id = _submit(runtime, principal, session, body, model_version, mimetype, base_url)
     deadline = time.monotonic() + runtime.settings.sync_generate_timeout_s
     while True:
         with runtime.sessions() as poll:

@@ -5,11 +5,10 @@ import { stateBadge, testModelBadge } from "./badges.js";
 import { lossChart } from "./chart.js";
 import { field, formatDuration, h, mount, toast } from "./dom.js";
 import { presetLabel, STYLE_PRESETS } from "./presets.js";
+import { followJob } from "./stream.js";
 import { draftEditor } from "./train.js";
 
-const POLL_MS = 1000;
 const SIZES = ["1024x1024", "2048x2048", "1152x896", "896x1152", "1344x768", "2304x1792", "1792x2304"];
-const FINAL = new Set(["succeeded", "failed", "cancelled", "timeout"]);
 // Jobs started from this page, by model: the status API needs the job id, and a fresh page finds it in the history.
 const startedTraining = new Map();
 
@@ -150,41 +149,41 @@ function progressPanel(container, model, jobId, onDone, onRunning) {
     h("div", { class: "actions" }, cancel)));
   chartBox.append(lossChart([]));
 
-  let stopped = false;
-  let timer = null;
-  const poll = async () => {
-    if (stopped) return;
-    try {
-      const status = await api("GET", `/v3/status/${encodeURIComponent(jobId)}`);
-      const details = trainingDetails(status);
-      const progress = status.status === "succeeded" ? 100 : status.progress ?? 0;
-      bar.value = progress;
-      percent.textContent = `${progress} %`;
-      for (const [step, loss] of details.history) points.set(step, loss);
-      if (details.step !== undefined && details.loss !== undefined) points.set(details.step, details.loss);
-      stepLine.textContent = [
-        status.status === "pending" ? "Queued — waiting for a worker" : status.status,
-        details.step !== undefined ? `step ${details.step}${details.steps ? ` of ${details.steps}` : ""}` : "",
-        details.loss !== undefined ? `loss ${Number(details.loss).toFixed(4)}` : "",
-        details.eta >= 1 ? `about ${formatDuration(details.eta)} left` : "",
-      ].filter(Boolean).join(" · ");
-      chartBox.replaceChildren(lossChart([...points.entries()].sort((a, b) => a[0] - b[0])));
-      mount(samples, details.samples.map((sample) => h("li", {},
-        h("img", { src: sample.url, alt: `Sample at step ${sample.step ?? "?"}`, class: "thumb" }),
-        h("small", { class: "muted" }, sample.step !== undefined ? `step ${sample.step}` : ""))));
-      if (status.status === "running") onRunning();
-      if (FINAL.has(status.status)) {
-        stopped = true;
-        onDone(status);
-        return;
-      }
-    } catch (problem) {
-      stepLine.textContent = problemText(problem);
-    }
-    timer = setTimeout(poll, POLL_MS);
+  // The job's event stream drives the panel (polling only where the stream cannot be read). Every event adds
+  // its loss to the chart; drawing waits for the next frame, so a replayed stream draws once, not per step.
+  let latest = null;
+  const draw = () => {
+    const status = latest;
+    latest = null;
+    if (status === null) return;
+    const details = trainingDetails(status);
+    const progress = status.status === "succeeded" ? 100 : status.progress ?? 0;
+    bar.value = progress;
+    percent.textContent = `${progress} %`;
+    stepLine.textContent = [
+      status.status === "pending" ? "Queued — waiting for a worker" : status.status,
+      details.step !== undefined ? `step ${details.step}${details.steps ? ` of ${details.steps}` : ""}` : "",
+      details.loss !== undefined ? `loss ${Number(details.loss).toFixed(4)}` : "",
+      details.eta >= 1 ? `about ${formatDuration(details.eta)} left` : "",
+    ].filter(Boolean).join(" · ");
+    chartBox.replaceChildren(lossChart([...points.entries()].sort((a, b) => a[0] - b[0])));
+    mount(samples, details.samples.map((sample) => h("li", {},
+      h("img", { src: sample.url, alt: `Sample at step ${sample.step ?? "?"}`, class: "thumb" }),
+      h("small", { class: "muted" }, sample.step !== undefined ? `step ${sample.step}` : ""))));
   };
-  poll();
-  return () => { stopped = true; clearTimeout(timer); };
+  const render = (status, done) => {
+    const details = trainingDetails(status);
+    for (const [step, loss] of details.history) points.set(step, loss);
+    if (details.step !== undefined && details.loss !== undefined) points.set(details.step, details.loss);
+    if (latest === null && !done) requestAnimationFrame(draw);
+    latest = status;
+    if (status.status === "running") onRunning();
+    if (done) {
+      draw();
+      onDone(status);
+    }
+  };
+  return followJob(jobId, render, (problem) => { stepLine.textContent = problemText(problem); });
 }
 
 function outputCard(output, index, prompt) {
@@ -226,13 +225,14 @@ function previewPanel(container, model, spec) {
     try {
       const accepted = await api("POST", "/v3/images/generate-async", { ...body, customModelId: model.assetId },
         { "x-model-version": "image3_custom", "x-accept-mimetype": "image/png" });
-      let status;
-      do {
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        if (stopped) return;
-        status = await api("GET", `/v3/status/${encodeURIComponent(accepted.jobId)}`);
-        state.textContent = `Generating… ${status.progress ?? 0} %`;
-      } while (!FINAL.has(status.status));
+      const status = await new Promise((resolve) => {
+        const stop = followJob(accepted.jobId, (update, done) => {
+          if (stopped) { stop(); return; }
+          state.textContent = `Generating… ${update.progress ?? 0} %`;
+          if (done) resolve(update);
+        });
+      });
+      if (stopped) return;
       if (status.status !== "succeeded") throw new Error(status.message || `The job ended as ${status.status}.`);
       const warnings = (status.result.warnings || []).map((w) => w.message);
       state.textContent = [`Done: ${status.result.outputs.length} image(s).`, ...warnings].join(" ");
