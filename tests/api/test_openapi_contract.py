@@ -28,6 +28,7 @@ DELIBERATE = {
     "POST /v3/custom-models/{asset_id}/train-async": {"ST202"},  # the model must pass the training rules
     "POST /v3/images/generate": {"ST202", "ST101"},  # customModelId needs a *_custom version; no workers: 503
     "POST /v3/images/generate-async": {"ST202", "ST101"},
+    "POST /v3/webhooks": {"ST202"},  # the URL must resolve to a public address
 }
 SCOPE = "openid,AdobeID,firefly_api,ff_apis"
 
