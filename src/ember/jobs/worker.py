@@ -16,6 +16,7 @@ from typing import Any
 
 from ember.blobs import BlobStore, open_blob_store
 from ember.jobs import records
+from ember.jobs.loras import stored_loras
 from ember.jobs.references import ReferenceUnavailable, fetch_reference
 from ember.jobs.training import PROGRESS_INTERVAL_S, TrainingRun, model_of
 from ember.models_service import follow_training_job
@@ -180,11 +181,11 @@ class EngineWorker:
     def _generation_request(self, spec: dict[str, Any]) -> Any:
         from ember.engine.types import GenerationRequest, LoraRef
 
-        loras = []
-        if spec.get("lora"):
-            lora = spec["lora"]
-            loras.append(LoraRef(key=lora["key"], path=self._lora_file(lora["key"], lora["blobKey"]),
-                                 weight=float(lora.get("weight", 1.0))))
+        loras = [
+            LoraRef(key=lora["key"], path=self._lora_file(lora["key"], lora["blobKey"]),
+                    weight=float(lora.get("weight", 1.0)))
+            for lora in stored_loras(spec)
+        ]
         return GenerationRequest(
             base_model=spec["baseModel"],
             prompt=spec["prompt"],
