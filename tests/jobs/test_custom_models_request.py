@@ -132,3 +132,11 @@ def test_every_subject_model_missing_its_concept_word_gets_a_warning(
     post(http, headers, {"prompt": "a zorb", "customModels": [{"id": zorb}, {"id": quib}]})
     [warning] = stored_request(runtime)["warnings"]
     assert "'quib'" in warning["message"]
+
+
+def test_the_openapi_document_describes_custom_models(http: TestClient) -> None:
+    schemas = http.get("/openapi.json").json()["components"]["schemas"]
+    field = schemas["GenerateImagesRequest"]["properties"]["customModels"]
+    listed = next(option for option in field.get("anyOf", [field]) if option.get("type") == "array")
+    entry = schemas[listed["items"]["$ref"].rsplit("/", 1)[-1]]
+    assert listed["maxItems"] == 4 and entry["properties"]["weight"]["maximum"] == 2.0
