@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from ember.engine.compiling import compile_pipeline, compile_wanted, use_cache_in
 from ember.engine.fusing import FusedLoras
 from ember.engine.models import apply_thread_setting, choose_device, choose_dtype, load_pipeline
 from ember.engine.presets import ComposedPrompt, compose_prompt, guidance_for
@@ -111,6 +112,8 @@ class Engine:
         lora_cache_size: int = 8,
         sources: Mapping[str, str] | None = None,
         fuse_loras: bool = True,
+        compile: str | None = None,
+        compile_backend: str = "inductor",
     ) -> None:
         apply_thread_setting()
         self.model_dir = Path(model_dir)
@@ -124,16 +127,31 @@ class Engine:
         # Per base model: the LoRAs merged into its weights now, and the base weights they replaced.
         self.fuse_loras = fuse_loras
         self._fused: dict[str, FusedLoras] = {}
+        # EMBER_COMPILE (or `compile`): auto | on | off; see ember.engine.compiling.
+        self.compiled = compile_wanted(compile, self.device)
+        self.compile_backend = compile_backend
         self._lock = threading.RLock()
 
     def pipeline(self, base_model: str) -> Any:
         """The loaded text-to-image pipeline of a base model (loaded on first use, then kept)."""
         with self._lock:
             if base_model not in self._pipelines:
-                self._pipelines[base_model] = load_pipeline(
-                    base_model, self.model_dir, self.device, self.dtype, self._sources
-                )
+                pipeline = load_pipeline(base_model, self.model_dir, self.device, self.dtype, self._sources)
+                if self.compiled:
+                    use_cache_in(self.model_dir)
+                    compile_pipeline(pipeline, self.compile_backend)
+                self._pipelines[base_model] = pipeline
             return self._pipelines[base_model]
+
+    def warm(self, base_model: str) -> None:
+        """Load a base model now; when compiling, also run a short generation at its first native size, so the
+        first request does not pay for compilation."""
+        self.pipeline(base_model)
+        if self.compiled:
+            width, height = get_base_model(base_model).native_resolutions[0]
+            self.generate(
+                GenerationRequest(base_model=base_model, prompt="warm-up", width=width, height=height, steps=2)
+            )
 
     def loaded_loras(self) -> list[str]:
         """LoRA keys in the cache, least recently used first."""

@@ -175,6 +175,8 @@ class Dispatcher:
             region=self.settings.region,
             allow_private_reference_urls=self.settings.allow_private_reference_urls,
             niceness=os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else None,
+            compile=self.settings.compile,
+            warm_base_model=self.settings.default_base_model,
         )
         actor = ray.remote(EngineWorker).options(
             num_cpus=self.settings.engine_worker_num_cpus,
