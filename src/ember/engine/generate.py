@@ -136,12 +136,20 @@ class Engine:
         """The loaded text-to-image pipeline of a base model (loaded on first use, then kept)."""
         with self._lock:
             if base_model not in self._pipelines:
-                pipeline = load_pipeline(base_model, self.model_dir, self.device, self.dtype, self._sources)
-                if self.compiled:
-                    use_cache_in(self.model_dir)
-                    compile_pipeline(pipeline, self.compile_backend)
-                self._pipelines[base_model] = pipeline
+                self.use_pipeline(
+                    base_model, load_pipeline(base_model, self.model_dir, self.device, self.dtype, self._sources)
+                )
             return self._pipelines[base_model]
+
+    def use_pipeline(self, base_model: str, pipeline: Any) -> None:
+        """Serve a base model with this pipeline (compiled when compiling): the loader's last step, and the way
+        benchmarks bring an architecture built in memory whose weights are not on this machine."""
+        with self._lock:
+            pipeline.set_progress_bar_config(disable=True)
+            if self.compiled:
+                use_cache_in(self.model_dir)
+                compile_pipeline(pipeline, self.compile_backend)
+            self._pipelines[base_model] = pipeline
 
     def warm(self, base_model: str) -> None:
         """Load a base model now; when compiling, also run a short generation at its first native size, so the
