@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     engine_worker_num_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for each engine worker.")
     engine_worker_num_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves for each engine worker.")
     engine_lora_cache_size: int = Field(8, ge=1, description="LoRA adapters each engine worker keeps loaded.")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="torch.compile in engine workers (VAE decoder, denoiser blocks); auto: on CUDA only."
+    )
     job_timeout_s: float = Field(600.0, gt=0, description="A job running longer than this ends as timeout.")
     job_max_attempts: int = Field(2, ge=1, description="Dispatches of a job before a lost worker fails it.")
     training_timeout_s: float = Field(

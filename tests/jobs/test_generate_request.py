@@ -193,7 +193,8 @@ def test_a_custom_model_uses_its_own_base_model_and_lora(
     with runtime.sessions() as session:
         job = session.scalars(select(Job)).one()
     assert job.request["baseModel"] == "tiny"
-    assert job.request["lora"]["blobKey"].endswith("lora.safetensors")
+    [lora] = job.request["loras"]
+    assert lora["blobKey"].endswith("lora.safetensors") and lora["weight"] == 1.0
     assert job.custom_model_id is not None and str(job.custom_model_id) in model
     assert "warnings" not in job.request
 

@@ -1,4 +1,5 @@
-"""Generation: one request in, encoded images out; base pipelines stay loaded, LoRAs live in an LRU."""
+"""Generation: one request in, encoded images out; base pipelines stay loaded, LoRAs live in an LRU and run fused
+into the weights they modify (see `ember.engine.fusing`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any
 
 from PIL import Image
 
+from ember.engine.compiling import compile_pipeline, compile_wanted, use_cache_in
+from ember.engine.fusing import FusedLoras
 from ember.engine.models import apply_thread_setting, choose_device, choose_dtype, load_pipeline
 from ember.engine.presets import ComposedPrompt, compose_prompt, guidance_for
 from ember.engine.registry import BaseModelSpec, get_base_model, nearest_native_resolution
@@ -109,6 +112,9 @@ class Engine:
         dtype: str | None = None,
         lora_cache_size: int = 8,
         sources: Mapping[str, str] | None = None,
+        fuse_loras: bool = True,
+        compile: str | None = None,
+        compile_backend: str = "inductor",
     ) -> None:
         apply_thread_setting()
         self.model_dir = Path(model_dir)
@@ -119,21 +125,53 @@ class Engine:
         self._pipelines: dict[str, Any] = {}
         # (base model, LoRA key) → the file loaded under that key; order is least recently used first.
         self._loras: OrderedDict[tuple[str, str], Path] = OrderedDict()
+        # Per base model: the LoRAs merged into its weights now, and the base weights they replaced.
+        self.fuse_loras = fuse_loras
+        self._fused: dict[str, FusedLoras] = {}
+        # EMBER_COMPILE (or `compile`): auto | on | off; see ember.engine.compiling.
+        self.compiled = compile_wanted(compile, self.device)
+        self.compile_backend = compile_backend
         self._lock = threading.RLock()
 
     def pipeline(self, base_model: str) -> Any:
         """The loaded text-to-image pipeline of a base model (loaded on first use, then kept)."""
         with self._lock:
             if base_model not in self._pipelines:
-                self._pipelines[base_model] = load_pipeline(
-                    base_model, self.model_dir, self.device, self.dtype, self._sources
+                self.use_pipeline(
+                    base_model, load_pipeline(base_model, self.model_dir, self.device, self.dtype, self._sources)
                 )
             return self._pipelines[base_model]
+
+    def use_pipeline(self, base_model: str, pipeline: Any) -> None:
+        """Serve a base model with this pipeline (compiled when compiling): the loader's last step, and the way
+        benchmarks bring an architecture built in memory whose weights are not on this machine."""
+        with self._lock:
+            pipeline.set_progress_bar_config(disable=True)
+            if self.compiled:
+                use_cache_in(self.model_dir)
+                compile_pipeline(pipeline, self.compile_backend)
+            self._pipelines[base_model] = pipeline
+
+    def warm(self, base_model: str) -> None:
+        """Load a base model now; when compiling, also run a short generation at its first native size, so the
+        first request does not pay for compilation."""
+        self.pipeline(base_model)
+        if self.compiled:
+            width, height = get_base_model(base_model).native_resolutions[0]
+            self.generate(
+                GenerationRequest(base_model=base_model, prompt="warm-up", width=width, height=height, steps=2)
+            )
 
     def loaded_loras(self) -> list[str]:
         """LoRA keys in the cache, least recently used first."""
         with self._lock:
             return [key for _, key in self._loras]
+
+    def fused_loras(self, base_model: str) -> tuple[tuple[str, float], ...]:
+        """(key, weight) of the LoRAs merged into a base model's weights now, in merge order."""
+        with self._lock:
+            fused = self._fused.get(base_model)
+            return (fused.state or ()) if fused is not None else ()
 
     def generate(
         self,
@@ -239,7 +277,18 @@ class Engine:
         return arguments
 
     def _activate_loras(self, base_model: str, pipeline: Any, loras: list[LoraRef]) -> None:
-        """Load missing adapters, evict the least recently used beyond the cache size, set the weights."""
+        """Make the pipeline run with exactly `loras`: load missing adapters, evict the least recently used beyond
+        the cache size, and (when fusing) merge them into the weights. A run of requests for the same LoRAs and
+        weights finds them merged already and pays nothing."""
+        fused = self._fused.setdefault(base_model, FusedLoras())
+        wanted_state = tuple((lora.key, float(lora.weight)) for lora in loras)
+        stale = [lora for lora in loras if self._loras.get((base_model, lora.key)) != Path(lora.path)]
+        if self.fuse_loras and not stale and fused.state == wanted_state:
+            for lora in loras:
+                self._loras.move_to_end((base_model, lora.key))
+            return
+        # Adapters are only loaded, deleted or re-weighted on the exact base weights.
+        fused.restore()
         wanted = {(base_model, lora.key) for lora in loras}
         for lora in loras:
             slot = (base_model, lora.key)
@@ -269,16 +318,21 @@ class Engine:
             if victim is None:
                 break
             del self._loras[victim]
+            victim_fused = self._fused.get(victim[0])
+            if victim_fused is not None:
+                victim_fused.restore()
             self._pipelines[victim[0]].delete_adapters(_adapter_name(victim[1]))
         has_adapters = any(slot[0] == base_model for slot in self._loras)
         if not loras:
             if has_adapters:
                 pipeline.disable_lora()
+            fused.state = ()
             return
         pipeline.enable_lora()
-        pipeline.set_adapters(
-            [_adapter_name(lora.key) for lora in loras], adapter_weights=[lora.weight for lora in loras]
-        )
+        names = [_adapter_name(lora.key) for lora in loras]
+        pipeline.set_adapters(names, adapter_weights=[lora.weight for lora in loras])
+        if self.fuse_loras:
+            fused.fuse(pipeline, names, wanted_state)
 
     @staticmethod
     def _forget_adapter(pipeline: Any, key: str) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ember.cluster import RayConnection, RayState
 from ember.config import Settings
 from ember.jobs import records
+from ember.jobs.loras import affinity_key, stored_loras
 from ember.jobs.worker import CONCURRENT_JOBS, EngineWorker, WorkerConfig
 from ember.models_service import follow_training_job
 from ember.provenance import load_or_create_chain
@@ -174,6 +175,8 @@ class Dispatcher:
             region=self.settings.region,
             allow_private_reference_urls=self.settings.allow_private_reference_urls,
             niceness=os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else None,
+            compile=self.settings.compile,
+            warm_base_model=self.settings.default_base_model,
         )
         actor = ray.remote(EngineWorker).options(
             num_cpus=self.settings.engine_worker_num_cpus,
@@ -188,9 +191,8 @@ class Dispatcher:
     def _resend(self, job_id: str) -> None:
         with transaction(self.sessions) as session:
             request = records.stored_request(session, job_id)
-        lora = request.get("lora") or {}
         with self._lock:
-            self._send(job_id, lora.get("key"))
+            self._send(job_id, affinity_key(stored_loras(request)))
 
     def _collect_finished(self) -> None:
         import ray

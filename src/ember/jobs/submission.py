@@ -1,5 +1,6 @@
 """Turning a validated generation request into a stored job spec: model version and mimetype headers,
-the custom model the caller may use, uploaded references, seeds, and the concept-word warning."""
+the custom models the caller may use (with their weights), uploaded references, seeds, and the concept-word
+warning."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ember.api.conversions import InvalidAssetId, model_id_from_asset_id
 from ember.config import Settings
+from ember.jobs.loras import affinity_key
 from ember.jobs.wire import (
     DEFAULT_MIMETYPE,
     DEFAULT_MODEL_VERSION,
@@ -37,6 +39,14 @@ class InvalidGeneration(Exception):
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__("; ".join(str(error["msg"]) for error in errors))
         self.errors = errors
+
+
+class CustomModelNotFound(Exception):
+    """A model of the `customModels` list that is unknown or not shared with the caller; the answer names it."""
+
+    def __init__(self, asset_id: str) -> None:
+        super().__init__(f"The custom model {asset_id} is unknown or not shared with this organization.")
+        self.asset_id = asset_id
 
 
 @dataclass(frozen=True)
@@ -74,12 +84,20 @@ def prepare(
         "prompt": body.prompt,
         "mimetype": mimetype,
     }
-    model = None
-    lora: dict[str, Any] | None = None
-    if body.custom_model_id is not None and not errors:
-        model, lora, problem = _usable_model(session, viewer, body.custom_model_id)
-        if problem:
-            errors.append(field_error(["body", "customModelId"], problem))
+    models: list[CustomModel] = []
+    loras: list[dict[str, Any]] = []
+    if not errors:
+        for wire_id, weight, loc in body.weighted_custom_models():
+            model, lora, problem = _usable_model(session, viewer, wire_id)
+            if model is None and problem == UNKNOWN_MODEL and loc[1] == "customModels":
+                raise CustomModelNotFound(wire_id)
+            if problem:
+                errors.append(field_error(loc, problem))
+            elif model is not None and lora is not None:
+                models.append(model)
+                loras.append({**lora, "weight": weight})
+        if len({model.base_model_name for model in models}) > 1:
+            errors.append(field_error(["body", "customModels"], "the custom models must share one base model"))
     if body.style and body.style.image_reference:
         spec["styleImage"] = _reference(
             session, viewer, body.style.image_reference.source, ["body", "style", "imageReference", "source"], when,
@@ -110,17 +128,17 @@ def prepare(
         spec["promptBiasingLocaleCode"] = body.prompt_biasing_locale_code
     if body.upsampler_type is not None:
         spec["upsamplerType"] = body.upsampler_type
-    if model is not None:
-        spec["baseModel"] = model.base_model_name
-        spec["lora"] = lora
-        spec["customModels"] = [body.custom_model_id]
-        warning = concept_warning(model, body.prompt)
-        if warning:
-            spec["warnings"] = [warning]
+    if models:
+        spec["baseModel"] = models[0].base_model_name
+        spec["loras"] = loras
+        spec["customModels"] = [wire_id for wire_id, _, _ in body.weighted_custom_models()]
+        warnings = [warning for model in models if (warning := concept_warning(model, body.prompt))]
+        if warnings:
+            spec["warnings"] = warnings
     return Submission(
         spec=spec,
-        custom_model_id=model.id if model is not None else None,
-        lora_key=lora["key"] if lora else None,
+        custom_model_id=models[0].id if models else None,
+        lora_key=affinity_key(loras),
     )
 
 
@@ -138,16 +156,19 @@ def concept_warning(model: CustomModel, prompt: str) -> dict[str, str] | None:
     }
 
 
+UNKNOWN_MODEL = "The custom model is unknown or not shared with this organization."
+
+
 def _usable_model(
     session: Session, viewer: Viewer, wire_id: str
 ) -> tuple[CustomModel | None, dict[str, Any] | None, str | None]:
     try:
         model_id = model_id_from_asset_id(wire_id)
     except InvalidAssetId:
-        return None, None, "customModelId must be an asset id (urn:aaid:sc:<region>:<uuid>)"
+        return None, None, "a custom model id must be an asset id (urn:aaid:sc:<region>:<uuid>)"
     model = session.scalar(select(CustomModel).where(CustomModel.id == model_id, visible_to(viewer)))
     if model is None:
-        return None, None, "The custom model is unknown or not shared with this organization."
+        return None, None, UNKNOWN_MODEL
     version = None
     if model.current_version > 0:
         version = session.scalar(

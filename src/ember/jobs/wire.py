@@ -20,6 +20,8 @@ SUPPORTED_SIZES = (
 DEFAULT_SIZE = (2048, 2048)
 MAX_SEED = 2**31 - 1
 MAX_VARIATIONS = 4
+MAX_CUSTOM_MODELS = 4
+MAX_CUSTOM_MODEL_WEIGHT = 2.0
 LOCALE = re.compile(r"^[a-z]{2}-[A-Z]{2}$")
 # The Firefly style preset ids of SPEC §6; a test keeps this list equal to the engine's phrase table (the API
 # may not import the engine).
@@ -106,8 +108,15 @@ class Structure(StrictWire):
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
 
 
+class WeightedCustomModel(StrictWire):
+    """One entry of Ember's `customModels` extension: a custom model and how strongly it applies."""
+
+    id: str = Field(min_length=1, description="The custom model's asset id (urn:aaid:sc:<region>:<uuid>).")
+    weight: float = Field(1.0, ge=0, le=MAX_CUSTOM_MODEL_WEIGHT, description="0 (no effect) to 2; default 1.")
+
+
 class GenerateImagesRequest(StrictWire, WebhookFields):
-    """The body of generate-async and generate; unknown fields are rejected (`webhook` and
+    """The body of generate-async and generate; unknown fields are rejected (`customModels`, `webhook` and
     `webhookEventsFilter` are Ember extensions)."""
 
     prompt: str = Field(min_length=1, max_length=1024)
@@ -123,6 +132,14 @@ class GenerateImagesRequest(StrictWire, WebhookFields):
         None, alias="promptBiasingLocaleCode", pattern=LOCALE.pattern
     )
     custom_model_id: str | None = Field(None, alias="customModelId", min_length=1)
+    custom_models: list[WeightedCustomModel] | None = Field(
+        None,
+        alias="customModels",
+        min_length=1,
+        max_length=MAX_CUSTOM_MODELS,
+        description="Ember extension: up to 4 custom models applied together, each with its weight (0–2). "
+        "customModelId, when given too, joins them at weight 1.",
+    )
     upsampler_type: Literal["default", "low_creativity"] | None = Field(None, alias="upsamplerType")
 
     @field_validator("prompt")
@@ -139,6 +156,24 @@ class GenerateImagesRequest(StrictWire, WebhookFields):
             raise ValueError("seeds must be unique")
         return seeds
 
+    @field_validator("custom_models")
+    @classmethod
+    def _distinct(cls, models: list[WeightedCustomModel] | None) -> list[WeightedCustomModel] | None:
+        if models is not None and len({model.id for model in models}) != len(models):
+            raise ValueError("each custom model may be listed once")
+        return models
+
+    def weighted_custom_models(self) -> list[tuple[str, float, list[str | int]]]:
+        """Every custom model asked for: (asset id, weight, where it was named). `customModelId` alone is one
+        model at weight 1; listed in `customModels` too, the list's weight wins."""
+        listed = self.custom_models or []
+        chosen: list[tuple[str, float, list[str | int]]] = []
+        if self.custom_model_id is not None and all(model.id != self.custom_model_id for model in listed):
+            chosen.append((self.custom_model_id, 1.0, ["body", "customModelId"]))
+        for index, model in enumerate(listed):
+            chosen.append((model.id, model.weight, ["body", "customModels", index, "id"]))
+        return chosen
+
 
 def field_error(loc: list[str | int], msg: str, type_: str = "value_error") -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": type_}
@@ -150,11 +185,16 @@ def cross_field_errors(body: GenerateImagesRequest, model_version: str) -> list[
     if body.seeds is not None and body.num_variations is not None and body.num_variations != len(body.seeds):
         errors.append(field_error(["body", "numVariations"], "numVariations must equal the number of seeds"))
     custom = model_version.endswith("_custom")
-    if custom and body.custom_model_id is None:
+    wants_custom = body.custom_model_id is not None or body.custom_models is not None
+    if custom and not wants_custom:
         errors.append(field_error(["body", "customModelId"], f"{model_version} requires customModelId", "missing"))
-    if body.custom_model_id is not None and not custom:
+    if wants_custom and not custom:
         errors.append(
-            field_error(["header", "x-model-version"], "customModelId requires a *_custom x-model-version")
+            field_error(["header", "x-model-version"], "custom models need a *_custom x-model-version")
+        )
+    if len(body.weighted_custom_models()) > MAX_CUSTOM_MODELS:
+        errors.append(
+            field_error(["body", "customModels"], f"at most {MAX_CUSTOM_MODELS} custom models, customModelId included")
         )
     if body.upsampler_type is not None and model_version != "image4_custom":
         errors.append(field_error(["body", "upsamplerType"], "upsamplerType is only accepted with image4_custom"))

@@ -17,6 +17,7 @@ from typing import Any
 from ember.blobs import BlobStore, open_blob_store
 from ember.data_dir import write_private_bytes
 from ember.jobs import events, records
+from ember.jobs.loras import stored_loras
 from ember.jobs.references import ReferenceUnavailable, fetch_reference
 from ember.jobs.training import PROGRESS_INTERVAL_S, TrainingRun, model_of
 from ember.models_service import follow_training_job
@@ -44,6 +45,8 @@ class WorkerConfig:
     region: str = "VA6C2"
     allow_private_reference_urls: bool = False
     niceness: int | None = None  # the dispatching server's; None leaves the process as Ray started it
+    compile: str = "auto"  # EMBER_COMPILE
+    warm_base_model: str | None = None  # compiled at start, so the first job does not wait for it
 
 
 def output_key(job_id: str, index: int, seed: int, mimetype: str) -> str:
@@ -66,19 +69,22 @@ class EngineWorker:
         self.database = open_engine(config.database_url)
         self.sessions = session_factory(self.database)
         self.blobs: BlobStore = open_blob_store(config.blob_url)
-        self.engine = Engine(Path(config.model_dir), lora_cache_size=config.lora_cache_size)
+        self.engine = Engine(Path(config.model_dir), lora_cache_size=config.lora_cache_size, compile=config.compile)
         self.chain: SigningChain = load_or_create_chain(Path(config.data_dir))
         self.lora_dir = Path(config.data_dir) / "cache" / "loras"
         self._current: set[str] = set()
         self._beating = threading.Thread(target=self._heartbeat_loop, name="ember-heartbeat", daemon=True)
         self._beating.start()
+        if self.engine.compiled and config.warm_base_model:
+            # Jobs arriving meanwhile wait on the engine's lock, then run compiled.
+            threading.Thread(target=self.warm, args=(config.warm_base_model,), name="ember-warm", daemon=True).start()
 
     def ready(self) -> str:
         return self.worker_id
 
     def warm(self, base_model: str) -> None:
-        """Load a base model now, so the first job does not pay for it."""
-        self.engine.pipeline(base_model)
+        """Load (and when compiling, compile) a base model now, so the first job does not pay for it."""
+        self.engine.warm(base_model)
 
     def loaded_loras(self) -> list[str]:
         return self.engine.loaded_loras()
@@ -187,11 +193,11 @@ class EngineWorker:
     def _generation_request(self, spec: dict[str, Any]) -> Any:
         from ember.engine.types import GenerationRequest, LoraRef
 
-        loras = []
-        if spec.get("lora"):
-            lora = spec["lora"]
-            loras.append(LoraRef(key=lora["key"], path=self._lora_file(lora["key"], lora["blobKey"]),
-                                 weight=float(lora.get("weight", 1.0))))
+        loras = [
+            LoraRef(key=lora["key"], path=self._lora_file(lora["key"], lora["blobKey"]),
+                    weight=float(lora.get("weight", 1.0)))
+            for lora in stored_loras(spec)
+        ]
         return GenerationRequest(
             base_model=spec["baseModel"],
             prompt=spec["prompt"],

@@ -15,7 +15,7 @@ from ember.api.runtime import Runtime
 from ember.api.schemas import ErrorBody
 from ember.jobs.dispatch import EngineUnavailable
 from ember.jobs.records import FINAL_STATES, CancelRefused, create_job, current_state, request_cancel
-from ember.jobs.submission import InvalidGeneration, Submission, prepare
+from ember.jobs.submission import CustomModelNotFound, InvalidGeneration, Submission, prepare
 from ember.jobs.views import generation_result
 from ember.jobs.webhooks import subscribe
 from ember.jobs.wire import GenerateImagesRequest, GenerationResult, JobAccepted
@@ -24,7 +24,7 @@ from ember.store.tables import Job, JobKind, JobState
 
 router = APIRouter(prefix="/v3/images", tags=["images"])
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 403, 408, 415, 422, 429, 503)
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 408, 415, 422, 429, 503)
 }
 SYNC_POLL_S = 0.05
 ModelVersionHeader = Annotated[str | None, Header(alias="x-model-version")]
@@ -52,6 +52,8 @@ def _submit(
         raise ApiError(
             422, "validation_error", "Request validation failed.", validation_errors=invalid.errors
         ) from None
+    except CustomModelNotFound as missing:
+        raise ApiError(404, "not_found", str(missing)) from None
     if not runtime.dispatcher.accepting:
         raise _engine_unavailable()
     job = create_job(
