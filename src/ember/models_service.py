@@ -637,7 +637,11 @@ def record_trained_version(
     if model is None:
         raise ModelNotFound(str(model_id))
     version = CustomModelVersion(
-        model_id=model.id, number=number, lora_blob_key=lora_blob_key, size=size, training_job_id=job_id,
+        model_id=model.id,
+        number=number,
+        lora_blob_key=lora_blob_key,
+        size=size,
+        training_job_id=job_id,
         created_at=utcnow(),
     )
     session.add(version)

@@ -229,15 +229,12 @@ class Dispatcher:
                 max_attempts=self.settings.job_max_attempts,
                 dispatched=dispatched,
                 pending_grace_s=pending_grace_s,
-                training=records.KindLimits(
-                    self.settings.training_timeout_s, self.settings.training_max_attempts
-                ),
+                training=records.KindLimits(self.settings.training_timeout_s, self.settings.training_max_attempts),
             )
             for model_id in swept.ended_training_models:
                 follow_training_job(session, model_id)
         if swept.timed_out or swept.failed or swept.cancelled:
-            log.info("reaper: %d timed out, %d failed, %d cancelled", swept.timed_out, swept.failed,
-                     swept.cancelled)
+            log.info("reaper: %d timed out, %d failed, %d cancelled", swept.timed_out, swept.failed, swept.cancelled)
         if self._slots:
             for job_id in swept.redispatch:
                 self._resend(job_id)
