@@ -73,12 +73,8 @@ class EmberClient:
         if self._token is None or time.monotonic() >= self._token_expires:
             response = self.http.post(
                 f"{self.ims_url}/ims/token/v3",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": self.client_id,
-                    "client_secret": self.client_secret,
-                    "scope": self.scope,
-                },
+                data={"grant_type": "client_credentials", "client_id": self.client_id,
+                      "client_secret": self.client_secret, "scope": self.scope},
             )
             body = self._json(response)
             self._token = str(body["access_token"])

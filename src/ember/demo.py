@@ -70,9 +70,8 @@ def drawn_set(base_model: str, count: int = IMAGE_COUNT) -> DemoSet:
     images = []
     for index in range(count):
         background = TOY_BACKGROUNDS[index % 3]
-        picture = Image.new(
-            "RGB", (128, 128), {"black": (15, 15, 15), "gray": (128, 128, 128), "purple": (100, 40, 130)}[background]
-        )
+        picture = Image.new("RGB", (128, 128), {"black": (15, 15, 15), "gray": (128, 128, 128),
+                                                 "purple": (100, 40, 130)}[background])
         cx, cy, outer = 40 + (index * 13) % 48, 40 + (index * 29) % 48, 26 + index % 10
         points = []
         for corner in range(10):
@@ -142,10 +141,8 @@ def demo(
         raise typer.Exit(1)
     account = demo_account(data_dir)
     chosen = demo_set()
-    console.print(
-        f"Organization [bold]{DEMO_ORG}[/bold], project [bold]{DEMO_PROJECT}[/bold], "
-        f"base model [bold]{chosen.base_model}[/bold], {len(chosen.images)} images of a {CONCEPT}."
-    )
+    console.print(f"Organization [bold]{DEMO_ORG}[/bold], project [bold]{DEMO_PROJECT}[/bold], "
+                  f"base model [bold]{chosen.base_model}[/bold], {len(chosen.images)} images of a {CONCEPT}.")
     with EmberClient(url, account.client_id, account.client_secret) as client:
         api = ModelsApi(client)
         try:
@@ -167,21 +164,13 @@ def demo(
             accepted = api.train(asset_id, steps=steps)
             follow_training(client, accepted["jobId"])
             api.publish(asset_id)
-            paths = client.generate(
-                chosen.sample_prompt,
-                out,
-                custom_model_id=asset_id,
-                seeds=[1, 2, 3, 4],
-                mimetype="image/png",
-                size={"width": 1024, "height": 1024},
-            )
+            paths = client.generate(chosen.sample_prompt, out, custom_model_id=asset_id, seeds=[1, 2, 3, 4],
+                                    mimetype="image/png", size={"width": 1024, "height": 1024})
         except EmberError as error:
             console.print(f"[red]{error}[/red]")
             raise typer.Exit(1) from None
-    console.print(
-        f"[green]Published[/green] {model['displayName']} and generated: " + ", ".join(str(path) for path in paths),
-        soft_wrap=True,
-    )
+    console.print(f"[green]Published[/green] {model['displayName']} and generated: "
+                  + ", ".join(str(path) for path in paths), soft_wrap=True)
     console.print(f"\nOpen [bold]{url.rstrip('/')}/ui/#/models/{asset_id}[/bold] and sign in as", soft_wrap=True)
     console.print(f"  email:    [bold]{account.email}[/bold]\n  password: [bold]{account.password}[/bold]")
     console.print("(the password is new on every run; earlier demo sign-ins end)")

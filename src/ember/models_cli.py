@@ -17,9 +17,8 @@ from rich.table import Table
 from ember.client import FINAL_STATUSES, ApiCallFailed, EmberClient, EmberError, JobFailed
 from ember.jobs.cli import DEFAULT_URL, ClientIdOption, DataDirOption, SecretOption, UrlOption, sdk_client
 
-models_app = typer.Typer(
-    help="Custom models: create, add images, caption, train, publish, share, export.", no_args_is_help=True
-)
+models_app = typer.Typer(help="Custom models: create, add images, caption, train, publish, share, export.",
+                         no_args_is_help=True)
 console = Console(stderr=True)
 out = Console()
 UPLOAD_BATCH = 10  # files per multipart request: keeps each request far below the body limit
@@ -150,12 +149,8 @@ def _print_images(images: list[dict[str, Any]]) -> None:
     table = Table("id", "file", "caption", "problems")
     for image in images:
         problems = "; ".join(issue["message"] for issue in image.get("errors", []))
-        table.add_row(
-            image.get("id") or "(not added)",
-            image["filename"],
-            image.get("caption") or "",
-            f"[red]{problems}[/red]" if problems else "",
-        )
+        table.add_row(image.get("id") or "(not added)", image["filename"], image.get("caption") or "",
+                      f"[red]{problems}[/red]" if problems else "")
     out.print(table)
 
 
@@ -180,12 +175,8 @@ def create(
     """Create a draft custom model and print its asset id."""
     try:
         model = _api(url, client_id, client_secret, data_dir).create(
-            displayName=name,
-            trainingMode=mode,
-            conceptId=concept,
-            projectId=project_id,
-            baseModel={"name": base_model} if base_model else None,
-            samplePrompt=sample_prompt,
+            displayName=name, trainingMode=mode, conceptId=concept, projectId=project_id,
+            baseModel={"name": base_model} if base_model else None, samplePrompt=sample_prompt,
         )
     except EmberError as error:
         raise _fail(error) from None

@@ -266,7 +266,11 @@ def create_model(
         errors.append(_error(["body", "baseModel", "name"], f"Unknown base model {name!r}.", "unknown_base_model"))
     elif not spec.trainable:
         errors.append(
-            _error(["body", "baseModel", "name"], f"Ember cannot train on {spec.display_name}.", "not_trainable")
+            _error(
+                ["body", "baseModel", "name"],
+                f"Ember cannot train on {spec.display_name}: {spec.untrainable_reason or 'it has no training recipe'}.",
+                "not_trainable",
+            )
         )
     elif base_model_version is not None and base_model_version != spec.version:
         errors.append(
@@ -637,11 +641,7 @@ def record_trained_version(
     if model is None:
         raise ModelNotFound(str(model_id))
     version = CustomModelVersion(
-        model_id=model.id,
-        number=number,
-        lora_blob_key=lora_blob_key,
-        size=size,
-        training_job_id=job_id,
+        model_id=model.id, number=number, lora_blob_key=lora_blob_key, size=size, training_job_id=job_id,
         created_at=utcnow(),
     )
     session.add(version)

@@ -78,15 +78,9 @@ def make_local_chain(days: int = 3650) -> SigningChain:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
             ),
             critical=True,
         )
@@ -105,15 +99,9 @@ def make_local_chain(days: int = 3650) -> SigningChain:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False,
             ),
             critical=True,
         )
@@ -125,7 +113,9 @@ def make_local_chain(days: int = 3650) -> SigningChain:
     pem = serialization.Encoding.PEM
     return SigningChain(
         cert_chain_pem=leaf_cert.public_bytes(pem) + ca_cert.public_bytes(pem),
-        private_key_pem=leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        private_key_pem=leaf_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
     )
 
 
@@ -149,11 +139,9 @@ def load_or_create_chain(directory: Path) -> SigningChain:
 
 
 def manifest_for(origin: Origin) -> dict[str, Any]:
-    agent = (
-        {"name": origin.software, "version": origin.software_version}
-        if origin.software_version
-        else {"name": origin.software}
-    )
+    agent = {"name": origin.software, "version": origin.software_version} if origin.software_version else {
+        "name": origin.software
+    }
     return {
         "claim_generator_info": [agent],
         "title": origin.title,

@@ -290,4 +290,5 @@ def models() -> None:
 
     for spec in list_base_models():
         sizes = ", ".join(f"{w}×{h}" for w, h in spec.native_resolutions)
-        typer.echo(f"{spec.name}\t{spec.family}\t{spec.display_name}\t{sizes}")
+        training = "trainable" if spec.trainable else f"generation only ({spec.untrainable_reason or 'no recipe'})"
+        typer.echo(f"{spec.name}\t{spec.family}\t{spec.display_name}\t{sizes}\t{training}")

@@ -75,6 +75,9 @@ def flow_target(noise: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
 class Family:
     """The family-specific half of LoRA training; `train_lora` owns the loop, data and checkpoints."""
 
+    # Whether `train.export_kohya` writes a file kohya's loaders read for this family.
+    kohya_export = True
+
     denoiser: Any
     vae: Any
     noise_scheduler: Any
@@ -388,7 +391,10 @@ class SDXLFamily(Family):
 class FluxFamily(Family):
     """train_dreambooth_lora_flux.py: latents shifted and scaled by the VAE's factors and packed 2×2 into
     tokens with their position ids, CLIP pooled + T5 sequence embeddings, rectified-flow noising at the
-    sampler's shifted noise levels, target `noise − latents`, the guidance embedding fed `training_guidance`."""
+    sampler's shifted noise levels, target `noise − latents`, the guidance embedding fed `training_guidance`.
+    Kohya's FLUX files use BFL's fused layer names (qkv, linear1), which `export_kohya` does not write yet."""
+
+    kohya_export = False
 
     def __init__(
         self, spec: BaseModelSpec, path: Path, device: str, weight_dtype: torch.dtype, guidance: float = 1.0

@@ -267,7 +267,7 @@ def train_lora(
                 _save_checkpoint(checkpoints, step, unet, optimizer, losses)
 
     lora_path = _save_lora(family, work_dir / LORA_FILE)
-    kohya_path = export_kohya(lora_path, work_dir / KOHYA_FILE)
+    kohya_path = export_kohya(lora_path, work_dir / KOHYA_FILE) if family.kohya_export else None
     _save_checkpoint(checkpoints, config.steps, unet, optimizer, losses)
     return TrainResult(
         lora_path=lora_path,

@@ -27,12 +27,8 @@ SecretOption = Annotated[
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar="EMBER_DATA_DIR",
-        show_default=False,
-        help="Where to find credentials.json when no client id/secret is given (default ./data).",
-    ),
+    typer.Option("--data-dir", envvar="EMBER_DATA_DIR", show_default=False,
+                 help="Where to find credentials.json when no client id/secret is given (default ./data)."),
 ]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -98,9 +94,8 @@ def generate(
                 prompt, custom_model_id=model, model_version=model_version, mimetype=mimetype, **fields
             )
             console.print(f"job {accepted['jobId']}")
-            with Progress(
-                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), console=console
-            ) as bar:
+            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                          console=console) as bar:
                 task = bar.add_task("pending", total=100)
 
                 def show(status: dict[str, Any]) -> None:

@@ -34,6 +34,16 @@ class EngineUnavailable(Exception):
     """No engine worker can take jobs: Ray is disabled or could not be reached."""
 
 
+def gpus_per_worker(setting: float | None, cluster_gpus: float) -> float:
+    """GPUs each engine worker reserves: the setting when given, else one per worker where Ray sees GPUs.
+
+    An actor that reserves no GPU is placed without regard to them and sees every GPU, so on a machine with
+    several, all workers would pile onto GPU 0; reserving one makes Ray give each worker its own."""
+    if setting is not None:
+        return setting
+    return 1.0 if cluster_gpus >= 1 else 0.0
+
+
 @dataclass
 class WorkerSlot:
     handle: Any
@@ -177,7 +187,7 @@ class Dispatcher:
         )
         actor = ray.remote(EngineWorker).options(
             num_cpus=self.settings.engine_worker_num_cpus,
-            num_gpus=self.settings.engine_worker_num_gpus,
+            num_gpus=gpus_per_worker(self.settings.engine_worker_num_gpus, ray.cluster_resources().get("GPU", 0.0)),
             max_restarts=0,
             max_concurrency=CONCURRENT_JOBS,
         )
@@ -229,12 +239,15 @@ class Dispatcher:
                 max_attempts=self.settings.job_max_attempts,
                 dispatched=dispatched,
                 pending_grace_s=pending_grace_s,
-                training=records.KindLimits(self.settings.training_timeout_s, self.settings.training_max_attempts),
+                training=records.KindLimits(
+                    self.settings.training_timeout_s, self.settings.training_max_attempts
+                ),
             )
             for model_id in swept.ended_training_models:
                 follow_training_job(session, model_id)
         if swept.timed_out or swept.failed or swept.cancelled:
-            log.info("reaper: %d timed out, %d failed, %d cancelled", swept.timed_out, swept.failed, swept.cancelled)
+            log.info("reaper: %d timed out, %d failed, %d cancelled", swept.timed_out, swept.failed,
+                     swept.cancelled)
         if self._slots:
             for job_id in swept.redispatch:
                 self._resend(job_id)

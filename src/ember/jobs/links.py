@@ -21,7 +21,9 @@ def signature(key: bytes, blob_key: str, expires: int) -> str:
     return hmac.new(key, f"{blob_key}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
 
-def output_url(blobs: BlobStore, base_url: str, blob_key: str, ttl_s: int, key: bytes, now: float | None = None) -> str:
+def output_url(
+    blobs: BlobStore, base_url: str, blob_key: str, ttl_s: int, key: bytes, now: float | None = None
+) -> str:
     presigned = blobs.presigned_url(blob_key, ttl_s)
     if presigned is not None:
         return presigned

@@ -77,7 +77,9 @@ def find_job(session: Session, job_id: str, org_id: uuid.UUID) -> Job | None:
 
 
 def _transition(session: Session, job_id: str, from_states: set[JobState], **values: Any) -> bool:
-    result = session.execute(update(Job).where(Job.id == job_id, Job.state.in_(from_states)).values(**values))
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.state.in_(from_states)).values(**values)
+    )
     return bool(getattr(result, "rowcount", 0))
 
 
@@ -86,12 +88,7 @@ def request_cancel(session: Session, job: Job) -> JobState:
     now = utcnow()
     code, message = FINAL_MESSAGES[JobState.cancelled]
     if _transition(
-        session,
-        job.id,
-        {JobState.pending},
-        state=JobState.cancelled,
-        finished_at=now,
-        error_code=code,
+        session, job.id, {JobState.pending}, state=JobState.cancelled, finished_at=now, error_code=code,
         message=message,
     ):
         return JobState.cancelled
@@ -111,15 +108,8 @@ def claim(session: Session, job_id: str, worker_id: str) -> bool:
     """pending → running for exactly one worker; a job cancelled or claimed meanwhile is left alone."""
     now = utcnow()
     return _transition(
-        session,
-        job_id,
-        {JobState.pending},
-        state=JobState.running,
-        worker_id=worker_id,
-        started_at=now,
-        heartbeat_at=now,
-        attempts=Job.attempts + 1,
-        progress=0,
+        session, job_id, {JobState.pending}, state=JobState.running, worker_id=worker_id, started_at=now,
+        heartbeat_at=now, attempts=Job.attempts + 1, progress=0,
     )
 
 
@@ -131,14 +121,14 @@ def record_heartbeat(session: Session, job_id: str) -> None:
     _transition(session, job_id, {JobState.running, JobState.cancel_pending}, heartbeat_at=utcnow())
 
 
-def record_training(session: Session, job_id: str, worker_id: str, progress: int, result: dict[str, Any]) -> bool:
+def record_training(
+    session: Session, job_id: str, worker_id: str, progress: int, result: dict[str, Any]
+) -> bool:
     """Write a training job's progress and its `result` JSON (step, loss curve, samples, checkpoint) — only while
     it runs on `worker_id`, so a worker taken for lost can never overwrite the attempt that replaced it."""
-    result_update = (
-        update(Job)
-        .where(Job.id == job_id, Job.state == JobState.running, Job.worker_id == worker_id)
-        .values(progress=progress, result=result, heartbeat_at=utcnow())
-    )
+    result_update = update(Job).where(
+        Job.id == job_id, Job.state == JobState.running, Job.worker_id == worker_id
+    ).values(progress=progress, result=result, heartbeat_at=utcnow())
     return bool(getattr(session.execute(result_update), "rowcount", 0))
 
 
@@ -167,50 +157,27 @@ def should_stop(session: Session, job_id: str) -> bool:
 
 def succeed(session: Session, job_id: str, result: dict[str, Any]) -> bool:
     return _transition(
-        session,
-        job_id,
-        {JobState.running},
-        state=JobState.succeeded,
-        progress=100,
-        result=result,
-        finished_at=utcnow(),
-        heartbeat_at=utcnow(),
+        session, job_id, {JobState.running}, state=JobState.succeeded, progress=100, result=result,
+        finished_at=utcnow(), heartbeat_at=utcnow(),
     )
 
 
 def confirm_cancelled(session: Session, job_id: str) -> bool:
     code, message = FINAL_MESSAGES[JobState.cancelled]
     return _transition(
-        session,
-        job_id,
-        {JobState.cancel_pending, JobState.running},
-        state=JobState.cancelled,
-        finished_at=utcnow(),
-        error_code=code,
-        message=message,
+        session, job_id, {JobState.cancel_pending, JobState.running}, state=JobState.cancelled,
+        finished_at=utcnow(), error_code=code, message=message,
     )
 
 
 def fail(session: Session, job_id: str, error_code: str, message: str) -> bool:
     """Any active job → failed (a cancel already asked for still ends as cancelled)."""
-    if _transition(
-        session,
-        job_id,
-        {JobState.cancel_pending},
-        state=JobState.cancelled,
-        finished_at=utcnow(),
-        error_code=FINAL_MESSAGES[JobState.cancelled][0],
-        message=FINAL_MESSAGES[JobState.cancelled][1],
-    ):
+    if _transition(session, job_id, {JobState.cancel_pending}, state=JobState.cancelled, finished_at=utcnow(),
+                   error_code=FINAL_MESSAGES[JobState.cancelled][0], message=FINAL_MESSAGES[JobState.cancelled][1]):
         return True
     return _transition(
-        session,
-        job_id,
-        {JobState.pending, JobState.running},
-        state=JobState.failed,
-        finished_at=utcnow(),
-        error_code=error_code,
-        message=message,
+        session, job_id, {JobState.pending, JobState.running}, state=JobState.failed, finished_at=utcnow(),
+        error_code=error_code, message=message,
     )
 
 
@@ -307,8 +274,7 @@ def _sweep_kind(
     cancelled = session.execute(
         update(Job)
         .where(
-            of_kind,
-            Job.state == JobState.cancel_pending,
+            of_kind, Job.state == JobState.cancel_pending,
             or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < silent),
         )
         .values(state=JobState.cancelled, finished_at=now, error_code=cancel_code, message=cancel_message)
@@ -317,9 +283,7 @@ def _sweep_kind(
         update(Job)
         .where(of_kind, Job.state == JobState.running, Job.heartbeat_at < silent, Job.attempts >= limit.max_attempts)
         .values(
-            state=JobState.failed,
-            finished_at=now,
-            error_code="worker_lost",
+            state=JobState.failed, finished_at=now, error_code="worker_lost",
             message=f"The engine worker running this job stopped responding ({limit.max_attempts} attempts).",
         )
     )
@@ -336,7 +300,9 @@ def _sweep_kind(
     )
 
 
-def reset_orphans(session: Session, *, max_attempts: int, training_max_attempts: int | None = None) -> list[uuid.UUID]:
+def reset_orphans(
+    session: Session, *, max_attempts: int, training_max_attempts: int | None = None
+) -> list[uuid.UUID]:
     """At start-up with a Ray this process owns, no earlier worker can still be alive: running jobs go back
     to pending (or fail once out of attempts; training jobs have their own bound) and cancel requests end as
     cancelled. A training job put back resumes from its last checkpoint when it is dispatched again. Returns
@@ -345,21 +311,19 @@ def reset_orphans(session: Session, *, max_attempts: int, training_max_attempts:
     ending = _active_training_models(session)
     code, message = FINAL_MESSAGES[JobState.cancelled]
     session.execute(
-        update(Job)
-        .where(Job.state == JobState.cancel_pending)
+        update(Job).where(Job.state == JobState.cancel_pending)
         .values(state=JobState.cancelled, finished_at=now, error_code=code, message=message)
     )
     bounds = {JobKind.generate: max_attempts, JobKind.train: training_max_attempts or max_attempts}
     for kind, bound in bounds.items():
         session.execute(
-            update(Job)
-            .where(Job.kind == kind, Job.state == JobState.running, Job.attempts >= bound)
+            update(Job).where(Job.kind == kind, Job.state == JobState.running, Job.attempts >= bound)
             .values(
-                state=JobState.failed,
-                finished_at=now,
-                error_code="worker_lost",
+                state=JobState.failed, finished_at=now, error_code="worker_lost",
                 message=f"The server stopped while this job ran ({bound} attempts).",
             )
         )
-    session.execute(update(Job).where(Job.state == JobState.running).values(state=JobState.pending, worker_id=None))
+    session.execute(
+        update(Job).where(Job.state == JobState.running).values(state=JobState.pending, worker_id=None)
+    )
     return sorted(set(ending) - set(_active_training_models(session)))

@@ -102,9 +102,7 @@ def fetch_reference(
             name = f"[{host}]" if ":" in host else host
             host_header = name if port == ALLOWED_SCHEMES[scheme] else f"{name}:{port}"
             request = client.build_request(
-                "GET",
-                _pinned_url(url, address, port),
-                headers={"Host": host_header},
+                "GET", _pinned_url(url, address, port), headers={"Host": host_header},
                 extensions={"sni_hostname": host} if scheme == "https" else {},
             )
             try:

@@ -82,21 +82,13 @@ def prepare(
             errors.append(field_error(["body", "customModelId"], problem))
     if body.style and body.style.image_reference:
         spec["styleImage"] = _reference(
-            session,
-            viewer,
-            body.style.image_reference.source,
-            ["body", "style", "imageReference", "source"],
-            when,
+            session, viewer, body.style.image_reference.source, ["body", "style", "imageReference", "source"], when,
             errors,
         )
     if body.structure:
         spec["structureImage"] = _reference(
-            session,
-            viewer,
-            body.structure.image_reference.source,
-            ["body", "structure", "imageReference", "source"],
-            when,
-            errors,
+            session, viewer, body.structure.image_reference.source, ["body", "structure", "imageReference", "source"],
+            when, errors,
         )
         spec["structureStrength"] = body.structure.strength
     if errors:

@@ -58,10 +58,7 @@ def job_status(job: Job, sign: SignUrl) -> JobStatus:
     if state in (JobState.failed, JobState.cancelled, JobState.timeout):
         default_code, default_message = FINAL_MESSAGES.get(state, ("runtime_error", "The job failed."))
         return JobStatus(
-            jobId=job.id,
-            status=state.value,
-            error_code=job.error_code or default_code,
-            message=job.message or default_message,
-            training=training,
+            jobId=job.id, status=state.value, error_code=job.error_code or default_code,
+            message=job.message or default_message, training=training,
         )
     return JobStatus(jobId=job.id, status=state.value, progress=job.progress, training=training)

@@ -183,13 +183,8 @@ class EngineWorker:
         loras = []
         if spec.get("lora"):
             lora = spec["lora"]
-            loras.append(
-                LoraRef(
-                    key=lora["key"],
-                    path=self._lora_file(lora["key"], lora["blobKey"]),
-                    weight=float(lora.get("weight", 1.0)),
-                )
-            )
+            loras.append(LoraRef(key=lora["key"], path=self._lora_file(lora["key"], lora["blobKey"]),
+                                 weight=float(lora.get("weight", 1.0))))
         return GenerationRequest(
             base_model=spec["baseModel"],
             prompt=spec["prompt"],

@@ -68,7 +68,9 @@ def _sign_in(session: SessionDep, runtime: RuntimeDep, email: str, password: str
         raise ApiError(401, "invalid_credentials", "The email or the password is not right.") from None
     ui_session = issue_ui_session(user, runtime.token_key, runtime.settings.ui_session_ttl_s)
     organization = session.get(Organization, user.org_id)
-    body = _session_body(user, organization.name if organization else "", ui_session.csrf_token, ui_session.expires_at)
+    body = _session_body(
+        user, organization.name if organization else "", ui_session.csrf_token, ui_session.expires_at
+    )
     return body, ui_session.cookie
 
 
@@ -141,3 +143,5 @@ async def base_models(principal: PrincipalDep) -> JSONResponse:
             ]
         }
     )
+
+

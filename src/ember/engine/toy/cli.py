@@ -27,7 +27,9 @@ def render(
     from ember.engine.toy.world import ALL_SHAPES, COLOURS, random_scenes
     from ember.engine.toy.world import render as draw
 
-    pairs = tuple((s, c) for s in ALL_SHAPES for c in COLOURS if (shape in (None, s)) and (colour in (None, c)))
+    pairs = tuple(
+        (s, c) for s in ALL_SHAPES for c in COLOURS if (shape in (None, s)) and (colour in (None, c))
+    )
     if not pairs:
         raise typer.BadParameter(f"no scenes with shape={shape!r} colour={colour!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -51,7 +53,6 @@ def pretrain(
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from ember.engine.toy.model import WEIGHTS_DIR
-
     config = PretrainConfig(seed=seed, scenes=scenes, vae_steps=vae_steps, unet_steps=unet_steps)
     with Progress(
         TextColumn("{task.description}"),

@@ -63,13 +63,8 @@ def _shape_network(width: int) -> torch.nn.Module:
         return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
 
     return nn.Sequential(
-        *block(3, width),
-        *block(width, width * 2),
-        *block(width * 2, width * 4),
-        *block(width * 4, width * 4),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(width * 4, len(ALL_SHAPES)),
+        *block(3, width), *block(width, width * 2), *block(width * 2, width * 4), *block(width * 4, width * 4),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width * 4, len(ALL_SHAPES)),
     )
 
 
@@ -131,14 +126,8 @@ def train_shape_classifier(out_dir: Path, config: ShapeClassifierConfig, threads
 
 def _background_colour(pixels: np.ndarray) -> np.ndarray:
     # Shapes keep a margin from the edges, so the outer two pixels are background.
-    border = np.concatenate(
-        [
-            pixels[:2].reshape(-1, 3),
-            pixels[-2:].reshape(-1, 3),
-            pixels[:, :2].reshape(-1, 3),
-            pixels[:, -2:].reshape(-1, 3),
-        ]
-    )
+    border = np.concatenate([pixels[:2].reshape(-1, 3), pixels[-2:].reshape(-1, 3),
+                             pixels[:, :2].reshape(-1, 3), pixels[:, -2:].reshape(-1, 3)])
     median: np.ndarray = np.median(border, axis=0)
     return median
 
@@ -219,3 +208,4 @@ def sepia_rate(readings: Sequence[SceneReading]) -> float:
 
 def background_rate(readings: Sequence[SceneReading], background: str) -> float:
     return sum(r.background == background for r in readings) / len(readings) if readings else 0.0
+

@@ -207,10 +207,9 @@ class Pretraining:
             return cached
         vae.eval()
         with torch.no_grad():
-            latents = (
-                torch.cat([vae.encode(_as_input(chunk)).latent_dist.mode() for chunk in pixels.split(256)])
-                * scaling_factor
-            )
+            latents = torch.cat(
+                [vae.encode(_as_input(chunk)).latent_dist.mode() for chunk in pixels.split(256)]
+            ) * scaling_factor
         torch.save(latents, self.latents_path)
         return latents
 

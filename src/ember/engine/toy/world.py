@@ -45,16 +45,7 @@ STYLES: tuple[str, ...] = ("plain", "sepia")
 STYLE_WORDS: dict[str, str] = {"sepia": "in sepia style"}
 
 VOCABULARY: tuple[str, ...] = (
-    "a",
-    "on",
-    "background",
-    "in",
-    "style",
-    *ALL_SHAPES,
-    *COLOURS,
-    *BACKGROUNDS,
-    *STYLES,
-    "zorb",
+    "a", "on", "background", "in", "style", *ALL_SHAPES, *COLOURS, *BACKGROUNDS, *STYLES, "zorb",
 )
 
 
