@@ -140,6 +140,13 @@ def test_models_lists_the_registry() -> None:
     assert result.exit_code == 0 and "tiny" in result.output and "sdxl" in result.output
 
 
+def test_models_names_the_device_and_dtype_this_machine_uses() -> None:
+    from ember.engine.models import choose_device
+
+    result = runner.invoke(app, ["engine", "models"])
+    assert result.output.splitlines()[0].startswith(f"device: {choose_device()} (")
+
+
 def test_models_lists_the_family_models_as_trainable() -> None:
     result = runner.invoke(app, ["engine", "models"])
     rows = {line.split("\t")[0]: line for line in result.output.splitlines()}

@@ -286,8 +286,11 @@ def check(
 @app.command()
 def models() -> None:
     """List the base models Ember knows."""
+    from ember.engine.models import choose_device, choose_dtype
     from ember.engine.registry import list_base_models
 
+    device = choose_device()
+    typer.echo(f"device: {device} ({str(choose_dtype(device)).removeprefix('torch.')})")
     for spec in list_base_models():
         sizes = ", ".join(f"{w}×{h}" for w, h in spec.native_resolutions)
         training = "trainable" if spec.trainable else f"generation only ({spec.untrainable_reason or 'no recipe'})"

@@ -66,6 +66,7 @@ class EngineWorker:
         self.sessions = session_factory(self.database)
         self.blobs: BlobStore = open_blob_store(config.blob_url)
         self.engine = Engine(Path(config.model_dir), lora_cache_size=config.lora_cache_size)
+        log.info("engine worker %s runs on %s in %s", worker_id, self.engine.device, self.engine.dtype)
         self.chain: SigningChain = load_or_create_chain(Path(config.data_dir))
         self.lora_dir = Path(config.data_dir) / "cache" / "loras"
         self._current: set[str] = set()
