@@ -61,13 +61,26 @@ def resolve_model_path(spec: BaseModelSpec, model_dir: Path, sources: Mapping[st
     )
 
 
-def _hub_snapshot(repo_id: str) -> Path | None:
+def missing_weights_reason(
+    spec: BaseModelSpec, model_dir: Path, sources: Mapping[str, str] | None = None
+) -> str | None:
+    """Why a base model cannot run here (its weights are not on this machine), or None when it can; built-in
+    models can always be built. Looks where `resolve_model_path` looks, without building or downloading."""
+    if spec.builder is not None or _is_pipeline_dir(Path(model_dir) / spec.name):
+        return None
+    configured = (sources or {}).get(spec.name) or os.environ.get(source_env_name(spec.name)) or spec.source
+    if _is_pipeline_dir(Path(configured).expanduser()) or _hub_snapshot(configured, allow_download=False):
+        return None
+    return f"its weights are not on this machine: run `ember engine pull {spec.name}`"
+
+
+def _hub_snapshot(repo_id: str, allow_download: bool = True) -> Path | None:
     if repo_id.count("/") != 1 or Path(repo_id).is_absolute():
         return None
     from huggingface_hub import snapshot_download
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-    allow = os.environ.get(ALLOW_DOWNLOAD_ENV, "") == "1" and not offline
+    allow = allow_download and os.environ.get(ALLOW_DOWNLOAD_ENV, "") == "1" and not offline
     try:
         path = Path(snapshot_download(repo_id, local_files_only=not allow))
     except Exception:  # the hub client raises several unrelated types for "not in cache"
