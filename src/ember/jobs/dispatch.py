@@ -50,6 +50,7 @@ class WorkerSlot:
     worker_id: str
     loras: OrderedDict[str, None] = field(default_factory=OrderedDict)
     in_flight: dict[Any, str] = field(default_factory=dict)  # object ref → job id
+    device: Any = None  # object ref of the worker's device() answer
 
 
 class Dispatcher:
@@ -66,6 +67,18 @@ class Dispatcher:
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
         self._generation = 0
+
+    def worker_devices(self) -> list[str]:
+        """Each engine worker's device and dtype ("cuda (bfloat16)"), or "starting" until it has answered."""
+        import ray
+
+        with self._lock:
+            refs = [slot.device for slot in self._slots]
+        devices = []
+        for ref in refs:
+            done, _ = ray.wait([ref], timeout=0) if ref is not None else ([], [])
+            devices.append(str(ray.get(done[0])) if done else "starting")
+        return devices
 
     @property
     def accepting(self) -> bool:
@@ -193,7 +206,8 @@ class Dispatcher:
         )
         self._generation += 1
         worker_id = f"{records.job_host()}-{os.getpid()}-{index}-{self._generation}"
-        return WorkerSlot(handle=actor.remote(config, worker_id), worker_id=worker_id)
+        handle: Any = actor.remote(config, worker_id)
+        return WorkerSlot(handle=handle, worker_id=worker_id, device=handle.device.remote())
 
     def _resend(self, job_id: str) -> None:
         with transaction(self.sessions) as session:

@@ -76,6 +76,10 @@ class EngineWorker:
     def ready(self) -> str:
         return self.worker_id
 
+    def device(self) -> str:
+        """The device and dtype this worker's engine runs on, e.g. "cuda (bfloat16)"."""
+        return f"{self.engine.device} ({str(self.engine.dtype).removeprefix('torch.')})"
+
     def warm(self, base_model: str) -> None:
         """Load a base model now, so the first job does not pay for it."""
         self.engine.pipeline(base_model)
