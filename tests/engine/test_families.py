@@ -210,3 +210,12 @@ def test_resume_after_a_kill_reaches_the_weights_of_an_uninterrupted_run(
     expected, actual = load_file(str(straight.lora_path)), load_file(str(resumed.lora_path))
     assert expected.keys() == actual.keys()
     assert max(float((expected[k] - actual[k]).abs().max()) for k in expected) <= RESUME_TOLERANCE
+
+
+def test_training_on_cuda_turns_cudnn_attention_off_and_restores_it() -> None:
+    from ember.engine.train import _cuda_attention_guard
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with _cuda_attention_guard("cuda"):
+        inside = torch.backends.cuda.cudnn_sdp_enabled()
+    assert inside is False and torch.backends.cuda.cudnn_sdp_enabled() == before
