@@ -222,8 +222,7 @@ def build_full_size(model_dir: Path, family: str) -> None:
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16 if device.startswith("cuda") else torch.float32)
     try:
-        with torch.device(device):
-            pipeline = full_sdxl(tokenizer) if family == "sdxl" else full_flux(tokenizer)
+        pipeline = full_sdxl(tokenizer, device) if family == "sdxl" else full_flux(tokenizer, device)
         pipeline.save_pretrained(str(target))
     finally:
         torch.set_default_dtype(previous)
@@ -262,66 +261,73 @@ def sdxl_vae(latent_channels: int, **settings: Any) -> Any:
     )
 
 
-def full_sdxl(tokenizer: Any) -> Any:
+def full_sdxl(tokenizer: Any, device: str) -> Any:
     """stabilityai/stable-diffusion-xl-base-1.0's configs: UNet 2.57 B, CLIP-L, CLIP-bigG, the SDXL VAE."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 
-    unet = UNet2DConditionModel(
-        sample_size=128,
-        block_out_channels=(320, 640, 1280),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2, 10),
-        attention_head_dim=(5, 10, 20),
-        cross_attention_dim=2048,
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=256,
-        projection_class_embeddings_input_dim=2816,
+    # The models are built on the device; a scheduler keeps numpy arrays and is built outside that context.
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
     )
+    with torch.device(device):
+        unet = UNet2DConditionModel(
+            sample_size=128,
+            block_out_channels=(320, 640, 1280),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            transformer_layers_per_block=(1, 2, 10),
+            attention_head_dim=(5, 10, 20),
+            cross_attention_dim=2048,
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816,
+        )
+        vae = sdxl_vae(4, scaling_factor=0.13025)
+        text_encoder = clip(tokenizer, 768, 12, 12)
+        text_encoder_2 = clip(tokenizer, 1280, 32, 20, projection=1280)
     return StableDiffusionXLPipeline(
-        vae=sdxl_vae(4, scaling_factor=0.13025),
-        text_encoder=clip(tokenizer, 768, 12, 12),
-        text_encoder_2=clip(tokenizer, 1280, 32, 20, projection=1280),
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
-        scheduler=EulerDiscreteScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            steps_offset=1,
-            timestep_spacing="leading",
-        ),
+        scheduler=scheduler,
     )
 
 
-def full_flux(tokenizer: Any) -> Any:
+def full_flux(tokenizer: Any, device: str) -> Any:
     """black-forest-labs/FLUX.1-dev's configs: transformer 11.9 B (diffusers' defaults), CLIP-L, T5-XXL."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import T5Config, T5EncoderModel
 
-    t5 = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=4096,
-            d_kv=64,
-            d_ff=10240,
-            num_layers=24,
-            num_heads=64,
-            feed_forward_proj="gated-gelu",
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True)
+    with torch.device(device):
+        t5 = T5EncoderModel(
+            T5Config(
+                vocab_size=len(tokenizer),
+                d_model=4096,
+                d_kv=64,
+                d_ff=10240,
+                num_layers=24,
+                num_heads=64,
+                feed_forward_proj="gated-gelu",
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
         )
-    )
+        vae = sdxl_vae(16, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611)
+        text_encoder = clip(tokenizer, 768, 12, 12)
+        transformer = FluxTransformer2DModel(guidance_embeds=True)
     return FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True),
-        vae=sdxl_vae(16, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611),
-        text_encoder=clip(tokenizer, 768, 12, 12),
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
         tokenizer=tokenizer,
         text_encoder_2=t5,
         tokenizer_2=tokenizer,
-        transformer=FluxTransformer2DModel(guidance_embeds=True),
+        transformer=transformer,
     )
 
 
