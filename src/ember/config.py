@@ -41,7 +41,11 @@ class Settings(BaseSettings):
     )
     engine_workers: int = Field(1, ge=1, description="Long-lived engine worker actors started on Ray.")
     engine_worker_num_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for each engine worker.")
-    engine_worker_num_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves for each engine worker.")
+    engine_worker_num_gpus: float | None = Field(
+        None,
+        ge=0,
+        description="GPUs Ray reserves for each engine worker; unset: 1 where the cluster has GPUs, else 0.",
+    )
     engine_lora_cache_size: int = Field(8, ge=1, description="LoRA adapters each engine worker keeps loaded.")
     compile: Literal["auto", "on", "off"] = Field(
         "auto", description="torch.compile in engine workers (VAE decoder, denoiser blocks); auto: on CUDA only."

@@ -266,7 +266,11 @@ def create_model(
         errors.append(_error(["body", "baseModel", "name"], f"Unknown base model {name!r}.", "unknown_base_model"))
     elif not spec.trainable:
         errors.append(
-            _error(["body", "baseModel", "name"], f"Ember cannot train on {spec.display_name}.", "not_trainable")
+            _error(
+                ["body", "baseModel", "name"],
+                f"Ember cannot train on {spec.display_name}: {spec.untrainable_reason or 'it has no training recipe'}.",
+                "not_trainable",
+            )
         )
     elif base_model_version is not None and base_model_version != spec.version:
         errors.append(

@@ -243,6 +243,15 @@ def test_the_base_models_say_which_are_test_models(http: TestClient, add_user: C
     assert models["tiny"]["isTestModel"] is True
 
 
+def test_base_models_without_weights_here_say_how_to_get_them(
+    http: TestClient, add_user: Callable[..., str]
+) -> None:
+    headers = sign_in(http, add_user())
+    models = {model["name"]: model for model in http.get("/ui/base-models", headers=headers).json()["baseModels"]}
+    assert models["tiny-sdxl"]["unavailableReason"] is None
+    assert "ember engine pull flux-dev" in models["flux-dev"]["unavailableReason"]
+
+
 # --- projects ------------------------------------------------------------------------------------------------
 
 

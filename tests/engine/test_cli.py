@@ -138,3 +138,39 @@ def test_train_refuses_a_dataset_that_breaks_the_rules(image_folder: Path, model
 def test_models_lists_the_registry() -> None:
     result = runner.invoke(app, ["engine", "models"])
     assert result.exit_code == 0 and "tiny" in result.output and "sdxl" in result.output
+
+
+def test_models_names_the_device_and_dtype_this_machine_uses() -> None:
+    from ember.engine.models import choose_device
+
+    result = runner.invoke(app, ["engine", "models"])
+    assert result.output.splitlines()[0].startswith(f"device: {choose_device()} (")
+
+
+def test_models_lists_the_family_models_as_trainable() -> None:
+    result = runner.invoke(app, ["engine", "models"])
+    rows = {line.split("\t")[0]: line for line in result.output.splitlines()}
+    for name in ("sdxl", "flux-dev", "tiny-sdxl", "tiny-flux"):
+        assert rows[name].endswith("\ttrainable")
+    assert "generation only" in rows["flux-schnell"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("base_model", ["tiny-sdxl", "tiny-flux"])
+def test_train_then_generate_on_a_family_model(
+    base_model: str, image_folder: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    common = ["--model-dir", str(model_dir), "--base-model", base_model]
+    trained = runner.invoke(
+        app, ["engine", "train", str(image_folder), "--out", str(work), "--concept", "zorb", "--steps", "20", *common]
+    )
+    assert trained.exit_code == 0, trained.output
+    lora = work / "lora.safetensors"
+    assert lora.is_file()
+    out = tmp_path / "out"
+    generated = runner.invoke(
+        app, ["engine", "generate", "a zorb", "--out", str(out), "--steps", "2", "--lora", str(lora), *common]
+    )
+    assert generated.exit_code == 0, generated.output
+    assert [f.name for f in out.iterdir()] == ["seed-0.jpg"]

@@ -73,6 +73,14 @@ def test_device_is_chosen_automatically_on_this_machine() -> None:
     assert choose_device() == expected
 
 
+def test_a_machine_with_cuda_runs_on_it_in_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert choose_device() == "cuda" and choose_dtype("cuda") == torch.bfloat16
+
+
 def test_a_builtin_model_whose_builder_fails_reports_missing_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -33,3 +33,16 @@ def test_a_busy_warm_worker_loses_to_an_idle_one() -> None:
 def test_a_job_without_a_custom_model_goes_to_the_least_busy_worker() -> None:
     idle = slot("idle")
     assert dispatcher_with(slot("busy", queued=2), idle)._choose(None) is idle
+
+
+def test_each_worker_reserves_one_gpu_where_the_cluster_has_gpus() -> None:
+    from ember.jobs.dispatch import gpus_per_worker
+
+    assert gpus_per_worker(None, 2.0) == 1.0
+    assert gpus_per_worker(None, 0.0) == 0.0
+
+
+def test_an_explicit_gpu_setting_wins_over_the_cluster() -> None:
+    from ember.jobs.dispatch import gpus_per_worker
+
+    assert gpus_per_worker(0.5, 2.0) == 0.5

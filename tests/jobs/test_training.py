@@ -162,3 +162,19 @@ def test_a_training_job_the_engine_refuses_fails_the_model_without_a_version(liv
     item = live.http.get(f"{MODELS}/{asset_id}", headers=headers).json()
     assert (item["trainingState"], item["version"]) == ("failed", "0")
     assert versions(live, asset_id) == []
+
+
+@pytest.mark.slow
+def test_a_model_on_tiny_sdxl_trains_and_generates_through_the_api(live: Live) -> None:
+    _, headers = live.client()
+    asset_id = trainable_model(live.http, headers, base_model="tiny-sdxl")
+    job_id = start_training(live.http, headers, asset_id, steps=20, seed=3)
+    statuses = follow(live.http, headers, job_id)
+    assert statuses[-1]["status"] == "succeeded", statuses[-1]
+    response = live.http.post(
+        "/v3/images/generate-async",
+        json={"prompt": "a zorb on a beach", "customModelId": asset_id, "size": {"width": 1024, "height": 1024}},
+        headers={**headers, "x-model-version": "image3_custom"},
+    )
+    assert response.status_code == 202, response.text
+    assert follow(live.http, headers, response.json()["jobId"])[-1]["status"] == "succeeded"

@@ -34,11 +34,13 @@ def picture(seed: int, side: int = 96) -> bytes:
     return out.getvalue()
 
 
-def trainable_model(http: Http, headers: dict[str, str], images: int = 10) -> str:
+def trainable_model(http: Http, headers: dict[str, str], images: int = 10, base_model: str | None = None) -> str:
     """A subject model (concept `zorb`) that passes every training rule; its asset id."""
-    body = {
+    body: dict[str, Any] = {
         "displayName": "Mascot", "trainingMode": "subject", "conceptId": "zorb", "samplePrompt": "a zorb on a beach"
     }
+    if base_model is not None:
+        body["baseModel"] = {"name": base_model}
     created = http.post(MODELS, json=body, headers=headers)
     assert created.status_code == 201, created.text
     asset_id = str(created.json()["assetId"])

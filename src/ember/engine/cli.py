@@ -286,8 +286,39 @@ def check(
 @app.command()
 def models() -> None:
     """List the base models Ember knows."""
+    from ember.engine.models import choose_device, choose_dtype
     from ember.engine.registry import list_base_models
 
+    device = choose_device()
+    typer.echo(f"device: {device} ({str(choose_dtype(device)).removeprefix('torch.')})")
     for spec in list_base_models():
         sizes = ", ".join(f"{w}×{h}" for w, h in spec.native_resolutions)
-        typer.echo(f"{spec.name}\t{spec.family}\t{spec.display_name}\t{sizes}")
+        training = "trainable" if spec.trainable else f"generation only ({spec.untrainable_reason or 'no recipe'})"
+        typer.echo(f"{spec.name}\t{spec.family}\t{spec.display_name}\t{sizes}\t{training}")
+
+
+@app.command()
+def pull(
+    name: str = typer.Argument(..., help="Base model name (see `ember engine models`)."),
+    source: str | None = typer.Option(None, help="A local pipeline folder or mirror, or a hub id; default: the hub."),
+    model_dir: Path | None = typer.Option(None, help="Where base model weights live; default from Ember's settings."),
+) -> None:
+    """Fetch a base model's weights into the model directory and check that they are the right pipeline."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from ember.engine.models import pull_model
+    from ember.engine.types import EngineError
+
+    with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn()) as bar:
+        task = bar.add_task(name, total=None)
+        try:
+            path = pull_model(
+                name,
+                _model_dir(model_dir),
+                source,
+                on_bytes=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except EngineError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=1) from error
+    typer.echo(f"{name}: {path}")

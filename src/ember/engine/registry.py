@@ -18,6 +18,25 @@ class UnknownBaseModel(EngineError, KeyError):
 
 SD_ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
 WIDE_TARGETS = SD_ATTENTION + ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2")
+TINY_TARGETS = SD_ATTENTION + ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2")
+# diffusers' train_dreambooth_lora_flux.py targets plus the single blocks' projections; on FLUX only layers
+# inside the transformer blocks are adapted (the top-level proj_out is not), 418 layers on FLUX.1-dev.
+FLUX_TARGETS = (
+    "attn.to_q",
+    "attn.to_k",
+    "attn.to_v",
+    "attn.to_out.0",
+    "attn.add_q_proj",
+    "attn.add_k_proj",
+    "attn.add_v_proj",
+    "attn.to_add_out",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "ff_context.net.0.proj",
+    "ff_context.net.2",
+    "proj_mlp",
+    "proj_out",
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,7 @@ class BaseModelSpec:
     trainable: bool = True
     training_presets: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
     replay_source: str | None = None
+    untrainable_reason: str | None = None
 
     @property
     def is_builtin(self) -> bool:
@@ -64,6 +84,40 @@ def import_reference(reference: str) -> Any:
     return getattr(importlib.import_module(module_name), name)
 
 
+_TINY_RESOLUTIONS = ((128, 128), (160, 128), (128, 160), (160, 96), (96, 160))
+_TINY_PRESET: dict[str, Any] = {
+    "steps": 300,
+    "learning_rate": 2e-3,
+    "rank": 8,
+    "alpha": 8,
+    "resolution": 128,
+    "batch_size": 4,
+    "sample_every": 100,
+    "checkpoint_every": 100,
+}
+
+
+def _tiny_family_model(name: str, family: str, label: str, targets: tuple[str, ...], **settings: Any) -> BaseModelSpec:
+    """A built-in test model of a family's architecture at `tiny`'s size (ember.engine.tiny builds it)."""
+    return BaseModelSpec(
+        name=name,
+        family=family,
+        display_name=f"Tiny {label}-shaped test model (images not meaningful)",
+        source="builtin",
+        native_resolutions=_TINY_RESOLUTIONS,
+        min_train_side=64,
+        lora_target_modules=targets,
+        is_test_model=True,
+        builder=f"ember.engine.tiny:materialize_{family}",
+        default_steps=20,
+        training_presets={
+            "subject": dict(_TINY_PRESET, aspect_buckets=True),
+            "style": dict(_TINY_PRESET, aspect_buckets=True, caption_dropout=0.1),
+        },
+        **settings,
+    )
+
+
 _SQUARE_AND_RATIOS_1024 = ((1024, 1024), (1152, 896), (896, 1152), (1344, 768), (768, 1344))
 
 _MODELS: dict[str, BaseModelSpec] = {
@@ -74,9 +128,9 @@ _MODELS: dict[str, BaseModelSpec] = {
             family="sd",
             display_name="Tiny test model (images not meaningful)",
             source="builtin",
-            native_resolutions=((128, 128), (160, 128), (128, 160), (160, 96), (96, 160)),
+            native_resolutions=_TINY_RESOLUTIONS,
             min_train_side=64,
-            lora_target_modules=SD_ATTENTION + ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"),
+            lora_target_modules=TINY_TARGETS,
             is_test_model=True,
             builder="ember.engine.tiny:materialize",
             default_steps=20,
@@ -103,6 +157,16 @@ _MODELS: dict[str, BaseModelSpec] = {
                     "checkpoint_every": 100,
                 },
             },
+        ),
+        _tiny_family_model("tiny-sdxl", "sdxl", "SDXL", WIDE_TARGETS, default_guidance=5.0, guidance_range=(2.0, 10.0)),
+        _tiny_family_model(
+            "tiny-flux",
+            "flux",
+            "FLUX",
+            FLUX_TARGETS,
+            default_guidance=3.5,
+            guidance_range=(1.5, 6.0),
+            supports_negative_prompt=False,
         ),
         BaseModelSpec(
             name="toy",
@@ -189,7 +253,35 @@ _MODELS: dict[str, BaseModelSpec] = {
             lora_target_modules=SD_ATTENTION,
             default_guidance=5.0,
             guidance_range=(2.0, 10.0),
-            trainable=False,
+            # diffusers' DreamBooth-LoRA SDXL example (1e-4, 1024², effective batch 4, 500 steps), at rank 16;
+            # docs/engine.md gives the sources of every number.
+            training_presets={
+                "subject": {
+                    "steps": 500,
+                    "learning_rate": 1e-4,
+                    "rank": 16,
+                    "alpha": 16,
+                    "resolution": 1024,
+                    "batch_size": 4,
+                    "mixed_precision": "bf16",
+                    "aspect_buckets": True,
+                    "sample_every": 100,
+                    "checkpoint_every": 100,
+                },
+                "style": {
+                    "steps": 1000,
+                    "learning_rate": 1e-4,
+                    "rank": 32,
+                    "alpha": 32,
+                    "resolution": 1024,
+                    "batch_size": 4,
+                    "mixed_precision": "bf16",
+                    "aspect_buckets": True,
+                    "caption_dropout": 0.1,
+                    "sample_every": 250,
+                    "checkpoint_every": 250,
+                },
+            },
         ),
         BaseModelSpec(
             name="flux-schnell",
@@ -198,12 +290,17 @@ _MODELS: dict[str, BaseModelSpec] = {
             source="black-forest-labs/FLUX.1-schnell",
             native_resolutions=_SQUARE_AND_RATIOS_1024,
             min_train_side=1024,
-            lora_target_modules=SD_ATTENTION,
+            lora_target_modules=FLUX_TARGETS,
             default_steps=4,
             default_guidance=0.0,
             guidance_range=(0.0, 0.0),
             supports_negative_prompt=False,
             trainable=False,
+            untrainable_reason=(
+                "FLUX.1 [schnell] is distilled to sample in 4 steps, and a LoRA trained on it with the plain "
+                "flow-matching loss undoes that distillation; train on flux-dev (whose LoRAs also load into "
+                "schnell) instead"
+            ),
         ),
         BaseModelSpec(
             name="flux-dev",
@@ -212,12 +309,43 @@ _MODELS: dict[str, BaseModelSpec] = {
             source="black-forest-labs/FLUX.1-dev",
             native_resolutions=_SQUARE_AND_RATIOS_1024,
             min_train_side=1024,
-            lora_target_modules=SD_ATTENTION,
+            lora_target_modules=FLUX_TARGETS,
             default_steps=28,
             default_guidance=3.5,
             guidance_range=(1.5, 6.0),
             supports_negative_prompt=False,
-            trainable=False,
+            # ai-toolkit's train_lora_flux_24gb example (rank 16, lr 1e-4, batch 1, bf16) and diffusers'
+            # DreamBooth-LoRA FLUX example (guidance 1 during training); docs/engine.md gives the sources.
+            training_presets={
+                "subject": {
+                    "steps": 750,
+                    "learning_rate": 1e-4,
+                    "rank": 16,
+                    "alpha": 16,
+                    "resolution": 1024,
+                    "batch_size": 1,
+                    "mixed_precision": "bf16",
+                    "aspect_buckets": True,
+                    "training_guidance": 1.0,
+                    "sample_every": 250,
+                    "checkpoint_every": 250,
+                },
+                "style": {
+                    "steps": 1500,
+                    "learning_rate": 1e-4,
+                    "rank": 16,
+                    "alpha": 16,
+                    "resolution": 1024,
+                    "batch_size": 1,
+                    "mixed_precision": "bf16",
+                    "aspect_buckets": True,
+                    "gradient_checkpointing": True,
+                    "caption_dropout": 0.1,
+                    "training_guidance": 1.0,
+                    "sample_every": 250,
+                    "checkpoint_every": 250,
+                },
+            },
         ),
     )
 }

@@ -35,12 +35,23 @@ class EngineUnavailable(Exception):
     """No engine worker can take jobs: Ray is disabled or could not be reached."""
 
 
+def gpus_per_worker(setting: float | None, cluster_gpus: float) -> float:
+    """GPUs each engine worker reserves: the setting when given, else one per worker where Ray sees GPUs.
+
+    An actor that reserves no GPU is placed without regard to them and sees every GPU, so on a machine with
+    several, all workers would pile onto GPU 0; reserving one makes Ray give each worker its own."""
+    if setting is not None:
+        return setting
+    return 1.0 if cluster_gpus >= 1 else 0.0
+
+
 @dataclass
 class WorkerSlot:
     handle: Any
     worker_id: str
     loras: OrderedDict[str, None] = field(default_factory=OrderedDict)
     in_flight: dict[Any, str] = field(default_factory=dict)  # object ref → job id
+    device: Any = None  # object ref of the worker's device() answer
 
 
 class Dispatcher:
@@ -57,6 +68,18 @@ class Dispatcher:
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
         self._generation = 0
+
+    def worker_devices(self) -> list[str]:
+        """Each engine worker's device and dtype ("cuda (bfloat16)"), or "starting" until it has answered."""
+        import ray
+
+        with self._lock:
+            refs = [slot.device for slot in self._slots]
+        devices = []
+        for ref in refs:
+            done, _ = ray.wait([ref], timeout=0) if ref is not None else ([], [])
+            devices.append(str(ray.get(done[0])) if done else "starting")
+        return devices
 
     @property
     def accepting(self) -> bool:
@@ -180,13 +203,14 @@ class Dispatcher:
         )
         actor = ray.remote(EngineWorker).options(
             num_cpus=self.settings.engine_worker_num_cpus,
-            num_gpus=self.settings.engine_worker_num_gpus,
+            num_gpus=gpus_per_worker(self.settings.engine_worker_num_gpus, ray.cluster_resources().get("GPU", 0.0)),
             max_restarts=0,
             max_concurrency=CONCURRENT_JOBS,
         )
         self._generation += 1
         worker_id = f"{records.job_host()}-{os.getpid()}-{index}-{self._generation}"
-        return WorkerSlot(handle=actor.remote(config, worker_id), worker_id=worker_id)
+        handle: Any = actor.remote(config, worker_id)
+        return WorkerSlot(handle=handle, worker_id=worker_id, device=handle.device.remote())
 
     def _resend(self, job_id: str) -> None:
         with transaction(self.sessions) as session:

@@ -70,6 +70,7 @@ class EngineWorker:
         self.sessions = session_factory(self.database)
         self.blobs: BlobStore = open_blob_store(config.blob_url)
         self.engine = Engine(Path(config.model_dir), lora_cache_size=config.lora_cache_size, compile=config.compile)
+        log.info("engine worker %s runs on %s in %s", worker_id, self.engine.device, self.engine.dtype)
         self.chain: SigningChain = load_or_create_chain(Path(config.data_dir))
         self.lora_dir = Path(config.data_dir) / "cache" / "loras"
         self._current: set[str] = set()
@@ -81,6 +82,10 @@ class EngineWorker:
 
     def ready(self) -> str:
         return self.worker_id
+
+    def device(self) -> str:
+        """The device and dtype this worker's engine runs on, e.g. "cuda (bfloat16)"."""
+        return f"{self.engine.device} ({str(self.engine.dtype).removeprefix('torch.')})"
 
     def warm(self, base_model: str) -> None:
         """Load (and when compiling, compile) a base model now, so the first job does not pay for it."""

@@ -54,7 +54,7 @@ def test_a_named_base_model_and_version_are_kept(owner: Caller) -> None:
             ["body", "baseModel", "version"],
             "unknown_base_model_version",
         ),
-        ({"baseModel": {"name": "flux-dev"}}, ["body", "baseModel", "name"], "not_trainable"),
+        ({"baseModel": {"name": "flux-schnell"}}, ["body", "baseModel", "name"], "not_trainable"),
         ({"conceptId": ""}, ["body", "conceptId"], "missing"),
         ({"conceptId": "two!words"}, ["body", "conceptId"], "string_pattern_mismatch"),
         ({"samplePrompt": "a dog on a beach"}, ["body", "samplePrompt"], "sample_prompt_missing_concept"),

@@ -58,7 +58,8 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks = await run_in_threadpool(readiness, runtime)
     failing = [name for name, state in checks.items() if state not in ("ok", "disabled")]
     if not failing:
-        return JSONResponse({"status": "ready", "checks": checks})
+        workers = await run_in_threadpool(runtime.dispatcher.worker_devices) if checks["ray"] == "ok" else []
+        return JSONResponse({"status": "ready", "checks": checks, "engineWorkers": workers})
     message = "Not ready: " + "; ".join(f"{name} ({checks[name]})" for name in failing)
     return JSONResponse(
         {"error_code": "service_unavailable", "message": message, "status": "unavailable", "checks": checks},

@@ -125,10 +125,13 @@ async def sign_out(request: Request) -> Response:
 
 
 @router.get("/ui/base-models")
-async def base_models(principal: PrincipalDep) -> JSONResponse:
-    """The base models the UI offers and labels; test models make images that mean nothing."""
+async def base_models(principal: PrincipalDep, runtime: RuntimeDep) -> JSONResponse:
+    """The base models the UI offers and labels; test models make images that mean nothing, and a model whose
+    weights are not on this machine is shown with the reason instead of being offered."""
+    from ember.engine.models import missing_weights_reason
     from ember.engine.registry import list_base_models
 
+    model_dir = Path(runtime.settings.model_dir or ".")
     return JSONResponse(
         {
             "baseModels": [
@@ -138,6 +141,7 @@ async def base_models(principal: PrincipalDep) -> JSONResponse:
                     "version": spec.version,
                     "isTestModel": spec.is_test_model,
                     "trainable": spec.trainable,
+                    "unavailableReason": missing_weights_reason(spec, model_dir),
                 }
                 for spec in list_base_models()
             ]

@@ -17,11 +17,16 @@ export async function trainView(view) {
   const concept = h("input", { type: "text", name: "conceptId", maxlength: 200, pattern: "\\S+" });
   const conceptField = field("Concept word", concept, "One word the prompts will use for your subject, e.g. a product name.");
   // Real base models first: a test model's images mean nothing, so it is never the default choice.
+  // Only models whose weights are on this machine are offered; the others are listed with the reason.
   const trainable = Object.values(specs).filter((spec) => spec.trainable)
     .sort((a, b) => Number(a.isTestModel) - Number(b.isTestModel));
-  const base = h("select", { name: "baseModel" }, trainable.map((spec) =>
+  const present = trainable.filter((spec) => !spec.unavailableReason);
+  const missing = trainable.filter((spec) => spec.unavailableReason);
+  const base = h("select", { name: "baseModel" }, present.map((spec) =>
     h("option", { value: spec.name }, spec.displayName)));
   const baseNote = h("p", { class: "badges base-note" });
+  const missingNote = h("ul", { class: "muted missing-models" }, missing.map((spec) =>
+    h("li", {}, `${spec.displayName} is not offered: ${spec.unavailableReason}.`)));
   const project = h("select", { name: "project" },
     h("option", { value: "" }, "No project"),
     projects.projects.map((p) => h("option", { value: p.id }, p.name)),
@@ -48,7 +53,7 @@ export async function trainView(view) {
       h("label", { class: "choice", for: "mode-subject" }, subject, " Subject — a product, a character, an object"),
       h("label", { class: "choice", for: "mode-style" }, style, " Style — a look to apply to anything")),
     conceptField,
-    field("Base model", base), baseNote,
+    field("Base model", base), baseNote, missingNote,
     field("Save to project", project),
     projectNameField,
     error,

@@ -1,0 +1,221 @@
+"""Training on the SDXL and FLUX families, on `tiny-sdxl` and `tiny-flux`: the real diffusers pipelines load
+Ember's LoRAs as Ember draws them, sampling agrees with the training objective, and resume is exact."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from safetensors.torch import load_file
+
+from ember.engine import families
+from ember.engine.models import resolve_model_path
+from ember.engine.registry import get_base_model
+from ember.engine.train import TrainResult, export_kohya, preset_for, train_lora
+from ember.engine.types import Cancelled, GenerationRequest, LoraRef, TrainingExample
+
+FAMILY_MODELS = ("tiny-sdxl", "tiny-flux")
+CAPTION = "a red mug on a table"
+SIZE = 128
+SAMPLE_STEPS = 12
+RESUME_TOLERANCE = 1e-6
+
+pytestmark = pytest.mark.slow
+
+
+def picture() -> Image.Image:
+    """Red above blue with a yellow disc: one picture, easy to tell from noise in latent space."""
+    image = Image.new("RGB", (SIZE, SIZE), (200, 40, 40))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, SIZE // 2, SIZE, SIZE), fill=(30, 60, 220))
+    draw.ellipse((40, 20, 90, 70), fill=(240, 220, 40))
+    return image
+
+
+def one_picture_config(base_model: str, steps: int) -> Any:
+    return preset_for(base_model, "style").with_overrides(
+        steps=steps,
+        learning_rate=5e-3,
+        rank=16,
+        alpha=16,
+        batch_size=1,
+        resolution=SIZE,
+        caption_dropout=0.0,
+        aspect_buckets=False,
+        sample_every=0,
+        checkpoint_every=0,
+    )
+
+
+def train_one_picture(base_model: str, model_dir: Path, work_dir: Path, steps: int = 100) -> TrainResult:
+    return train_lora(
+        base_model,
+        [TrainingExample(picture(), CAPTION)],
+        one_picture_config(base_model, steps),
+        work_dir,
+        model_dir=model_dir,
+        mode="style",
+    )
+
+
+def bare_pipeline(base_model: str, model_dir: Path) -> Any:
+    """The family's own diffusers pipeline, loaded from the model directory with nothing of Ember around it."""
+    from diffusers import AutoPipelineForText2Image
+
+    pipeline = AutoPipelineForText2Image.from_pretrained(str(resolve_model_path(get_base_model(base_model), model_dir)))
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def sampled_latents(pipeline: Any) -> np.ndarray:
+    """What the pipeline's own sampler draws for the caption, in the denoiser's latent units."""
+    from diffusers import FluxPipeline
+
+    latents = pipeline(
+        CAPTION,
+        num_inference_steps=20,
+        width=SIZE,
+        height=SIZE,
+        generator=torch.Generator().manual_seed(1),
+        output_type="latent",
+    ).images
+    if latents.ndim == 3:  # FLUX hands back packed tokens
+        latents = FluxPipeline._unpack_latents(latents, SIZE, SIZE, pipeline.vae_scale_factor)
+    return np.asarray(latents[0].float())
+
+
+def picture_latents(pipeline: Any) -> np.ndarray:
+    pixels = torch.from_numpy(np.asarray(picture(), dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        mean = pipeline.vae.encode(pixels).latent_dist.mean
+    shift = pipeline.vae.config.get("shift_factor") or 0.0
+    return np.asarray(((mean - shift) * pipeline.vae.config.scaling_factor)[0])
+
+
+def latent_error_ratio(base_model: str, model_dir: Path, lora_path: Path) -> float:
+    """Mean squared distance of the sampled latents to the picture's, with the LoRA over without it."""
+    pipeline = bare_pipeline(base_model, model_dir)
+    target = picture_latents(pipeline)
+    before = float(((sampled_latents(pipeline) - target) ** 2).mean())
+    pipeline.load_lora_weights(str(lora_path.parent), weight_name=lora_path.name)
+    after = float(((sampled_latents(pipeline) - target) ** 2).mean())
+    return after / before
+
+
+@dataclass
+class FamilyLora:
+    base_model: str
+    result: TrainResult
+
+
+@pytest.fixture(scope="module", params=FAMILY_MODELS)
+def family_lora(
+    request: pytest.FixtureRequest, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> FamilyLora:
+    base_model = str(request.param)
+    return FamilyLora(base_model, train_one_picture(base_model, model_dir, tmp_path_factory.mktemp(base_model)))
+
+
+def ember_pixels(model_dir: Path, base_model: str, loras: list[LoraRef]) -> np.ndarray:
+    from ember.engine.generate import Engine
+
+    request = GenerationRequest(
+        base_model=base_model,
+        prompt=CAPTION,
+        seeds=[7],
+        width=SIZE,
+        height=SIZE,
+        mimetype="image/png",
+        steps=SAMPLE_STEPS,
+        guidance_scale=3.0,
+        loras=loras,
+    )
+    data = Engine(model_dir).generate(request)[0].data
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+
+def test_sampling_with_the_trained_lora_draws_the_training_picture(family_lora: FamilyLora, model_dir: Path) -> None:
+    ratio = latent_error_ratio(family_lora.base_model, model_dir, family_lora.result.lora_path)
+    assert ratio < 0.5
+
+
+def test_diffusers_load_lora_weights_draws_what_ember_draws(family_lora: FamilyLora, model_dir: Path) -> None:
+    lora = family_lora.result.lora_path
+    pipeline = bare_pipeline(family_lora.base_model, model_dir)
+    pipeline.load_lora_weights(str(lora.parent), weight_name=lora.name)
+    image = pipeline(
+        [CAPTION],
+        num_inference_steps=SAMPLE_STEPS,
+        guidance_scale=3.0,
+        width=SIZE,
+        height=SIZE,
+        generator=[torch.Generator("cpu").manual_seed(7)],
+    ).images[0]
+    bare = np.asarray(image.convert("RGB"), dtype=np.int16)
+    with_lora = ember_pixels(model_dir, family_lora.base_model, [LoraRef("lora", lora)])
+    without = ember_pixels(model_dir, family_lora.base_model, [])
+    assert np.abs(bare - with_lora).max() <= 1
+    assert np.abs(with_lora - without).mean() > 1.0
+
+
+def test_sdxl_kohya_export_draws_what_the_diffusers_file_draws(model_dir: Path, tmp_path: Path) -> None:
+    result = train_one_picture("tiny-sdxl", model_dir, tmp_path / "train", steps=10)
+    assert result.kohya_path is not None
+    kohya = load_file(str(result.kohya_path))
+    assert all(key.startswith("lora_unet_") for key in kohya)
+    from_file = ember_pixels(model_dir, "tiny-sdxl", [LoraRef("d", result.lora_path)])
+    from_kohya = ember_pixels(
+        model_dir, "tiny-sdxl", [LoraRef("k", export_kohya(result.lora_path, tmp_path / "k.safetensors"))]
+    )
+    assert np.abs(from_file - from_kohya).max() <= 2
+
+
+def test_a_flipped_flow_target_fails_the_sampling_check(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(families, "flow_target", lambda noise, latents: latents - noise)
+    result = train_one_picture("tiny-flux", model_dir, tmp_path)
+    assert latent_error_ratio("tiny-flux", model_dir, result.lora_path) > 0.5
+
+
+@pytest.mark.parametrize("base_model", FAMILY_MODELS)
+def test_resume_after_a_kill_reaches_the_weights_of_an_uninterrupted_run(
+    base_model: str, model_dir: Path, tmp_path: Path
+) -> None:
+    examples = [TrainingExample(picture(), CAPTION), TrainingExample(picture().rotate(90), "a blue mug")]
+    config = dataclasses.replace(one_picture_config(base_model, 6), checkpoint_every=3, batch_size=2)
+    straight = train_lora(base_model, examples, config, tmp_path / "straight", model_dir=model_dir, mode="style")
+    seen: list[int] = []
+    with pytest.raises(Cancelled):
+        train_lora(
+            base_model,
+            examples,
+            config,
+            tmp_path / "resumed",
+            model_dir=model_dir,
+            mode="style",
+            progress=lambda event: seen.append(event.step),
+            should_cancel=lambda: 4 in seen,
+        )
+    resumed = train_lora(base_model, examples, config, tmp_path / "resumed", model_dir=model_dir, mode="style")
+    assert resumed.resumed_from == 3
+    assert resumed.losses == pytest.approx(straight.losses, abs=RESUME_TOLERANCE)
+    expected, actual = load_file(str(straight.lora_path)), load_file(str(resumed.lora_path))
+    assert expected.keys() == actual.keys()
+    assert max(float((expected[k] - actual[k]).abs().max()) for k in expected) <= RESUME_TOLERANCE
+
+
+def test_training_on_cuda_turns_cudnn_attention_off_and_restores_it() -> None:
+    from ember.engine.train import _cuda_attention_guard
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with _cuda_attention_guard("cuda"):
+        inside = torch.backends.cuda.cudnn_sdp_enabled()
+    assert inside is False and torch.backends.cuda.cudnn_sdp_enabled() == before
