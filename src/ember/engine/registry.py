@@ -30,6 +30,12 @@ class BaseModelSpec:
     `replay_source` ("module:function", called with a count and a seed) gives captioned pictures of the base
     model's own world; a preset's `replay_examples` replays that many of them beside a subject's images, so the
     custom model keeps drawing everything else as the base model did.
+    `captioner` names who writes the automatic captions of training images: "auto" (a vision-language model
+    where its weights are present, else the built-in fallback, whose captions are flagged for review),
+    "builtin", or a "module:name" reference to a captioner class of the base model's own. `vocabulary`
+    ("module:name" of a collection of words) is every word the text encoder reads as one token, where that is a
+    closed set: captions are checked against it, and a concept word must be one of its words; `concept_words`
+    are the words of it that nothing in the base model's training used, offered as concept words.
     """
 
     name: str
@@ -49,6 +55,9 @@ class BaseModelSpec:
     trainable: bool = True
     training_presets: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
     replay_source: str | None = None
+    captioner: str = "auto"
+    vocabulary: str | None = None
+    concept_words: tuple[str, ...] = ()
 
     @property
     def is_builtin(self) -> bool:
@@ -79,6 +88,7 @@ _MODELS: dict[str, BaseModelSpec] = {
             lora_target_modules=SD_ATTENTION + ("proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"),
             is_test_model=True,
             builder="ember.engine.tiny:materialize",
+            captioner="builtin",
             default_steps=20,
             training_presets={
                 "subject": {
@@ -115,6 +125,9 @@ _MODELS: dict[str, BaseModelSpec] = {
             is_test_model=False,
             builder="ember.engine.toy.model:materialize",
             replay_source="ember.engine.toy.world:replay_examples",
+            captioner="ember.engine.toy.captioner:ToyCaptioner",
+            vocabulary="ember.engine.toy.world:VOCABULARY",
+            concept_words=("zorb",),
             default_steps=20,
             training_presets={
                 "subject": {
