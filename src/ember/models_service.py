@@ -523,7 +523,7 @@ def image_findings(
         if copy_of is not None:
             name = f"{copy_of.filename or 'an image'!r} (id {copy_of.id})"
             if sure:
-                errors.append(Issue(DUPLICATE_IMAGE, f"The image is a copy of {name}."))
+                errors.append(Issue(DUPLICATE_IMAGE, f"The image is a duplicate of {name}."))
             else:
                 warnings.append(
                     Issue(

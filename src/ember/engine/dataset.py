@@ -201,7 +201,7 @@ def check_dataset(
             None,
         )
         if original is not None:
-            report.errors.append(DatasetIssue(DUPLICATE_IMAGE, f"The image is a copy of {original.name!r}."))
+            report.errors.append(DatasetIssue(DUPLICATE_IMAGE, f"The image is a duplicate of {original.name!r}."))
         else:
             seen.append(report)
     errors: list[DatasetIssue] = []
