@@ -90,3 +90,20 @@ class RayConnection:
         ray.shutdown()
         self._state = RayState.starting
         self._detail = "stopped"
+
+
+class AttachedRay(RayConnection):
+    """A Ray already connected in this process (a test session's, a bench's): the app uses it and never shuts
+    it down; its owner does."""
+
+    def start(self) -> None:
+        pass
+
+    def wait(self, timeout: float) -> RayStatus:
+        return self.status()
+
+    def status(self) -> RayStatus:
+        return RayStatus(RayState.connected, self.address)
+
+    def stop(self) -> None:
+        pass

@@ -28,12 +28,9 @@ class Pair:
 
 
 def _star(draw: ImageDraw.ImageDraw, cx: float, cy: float, outer: float, fill: tuple[int, int, int]) -> None:
-    points = []
-    for corner in range(10):
-        radius = outer if corner % 2 == 0 else outer * 0.45
-        angle = -math.pi / 2 + corner * math.pi / 5
-        points.append((cx + radius * math.cos(angle), cy + radius * math.sin(angle)))
-    draw.polygon(points, fill=fill)
+    reach = [outer if corner % 2 == 0 else outer * 0.45 for corner in range(10)]
+    turns = [-math.pi / 2 + corner * math.pi / 5 for corner in range(10)]
+    draw.polygon([(cx + r * math.cos(t), cy + r * math.sin(t)) for r, t in zip(reach, turns, strict=True)], fill=fill)
 
 
 def plain_picture(rng: random.Random, background: tuple[int, int, int], subject: tuple[int, int, int]) -> Image.Image:
