@@ -131,7 +131,7 @@ _MODELS: dict[str, BaseModelSpec] = {
             default_steps=20,
             training_presets={
                 "subject": {
-                    "steps": 150,
+                    "steps": 300,
                     "replay_examples": 12,
                     "learning_rate": 3e-3,
                     "rank": 8,
