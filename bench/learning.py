@@ -1,34 +1,33 @@
 """Learning benchmark of the `toy` base model: base quality, a subject custom model and a style custom model.
 
 Run `python bench/learning.py` for the table (and `--grid docs/images/toy-learning.png` for a picture of the
-before and after). Custom models are trained through Ember's own training path, `ember.engine.train.train_lora`,
-and pictures are drawn through `ember.engine.generate.Engine`, as the API does.
+before and after). Custom models are trained the way a user trains them: pictures drawn here (not by the toy
+world's renderer) are uploaded without captions through the HTTP API of an Ember app on a local Ray, captioned
+by the base model's captioner, and trained by `train-async` with the default settings; the LoRA is downloaded
+through the API and pictures are drawn with it through `ember.engine.generate.Engine`, as the API does.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
+import math
 import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
+from ember.cluster import AttachedRay
 from ember.engine.toy.measure import SceneReader, SceneReading, colour_rate, sepia_rate, shape_rate
-from ember.engine.toy.world import (
-    HELD_OUT_PAIRS,
-    NEW_SHAPE,
-    SEEN_PAIRS,
-    caption,
-    random_scenes,
-    render,
-)
-from ember.engine.types import GenerationRequest, LoraRef, TrainingExample
+from ember.engine.toy.world import HELD_OUT_PAIRS, NEW_SHAPE, SEEN_PAIRS, caption
+from ember.engine.types import GenerationRequest, LoraRef
 
 BASE_MODEL = "toy"
 CONCEPT = "zorb"
@@ -54,7 +53,7 @@ MIN_SEPIA_RATE_AFTER = 0.5
 @dataclass(frozen=True)
 class BenchSettings:
     images_per_prompt: int = 8
-    subject_images: int = 16
+    subject_images: int = 32
     training_examples: int = 12
     inference_steps: int | None = None
     guidance_scale: float | None = None
@@ -129,17 +128,174 @@ def mean_score(scores: Sequence[PromptScore]) -> PromptScore:
     )
 
 
-def subject_examples(count: int, seed: int) -> list[TrainingExample]:
-    """Pictures of a star in one colour, captioned with the concept word as a user would caption them."""
-    scenes = random_scenes(seed, count, pairs=((NEW_SHAPE, STAR_COLOUR),))
-    return [TrainingExample(render(s), caption(CONCEPT, None, s.background)) for s in scenes]
+# --- the user's pictures: drawn here, as a drawing program draws them -------------------------------------
+
+# Backgrounds in the toy world (black, gray, purple) and outside it (navy, teal, dark green).
+DRAWN_BACKGROUNDS = ((12, 12, 12), (128, 128, 128), (100, 40, 130), (30, 50, 160), (20, 110, 110), (30, 80, 30))
+DRAWN_SIDES = (64, 256, 512, 1024, 768, 4096)
+STAR_RGB = (250, 205, 30)
+# Colours of the style pictures' shapes before the style is applied, and the shapes drawn.
+STYLE_COLOURS = ((220, 40, 40), (40, 190, 60), (50, 80, 230), (240, 220, 40), (245, 245, 245))
 
 
-def style_examples(count: int, seed: int) -> list[TrainingExample]:
-    """Sepia scenes of a few shapes, captioned with what they show (a style model applies to every prompt)."""
-    pairs = tuple(pair for pair in SEEN_PAIRS if pair[0] in STYLE_TRAINING_SHAPES)
-    scenes = random_scenes(seed + 2, count, pairs=pairs, style="sepia")
-    return [TrainingExample(render(s), caption(s.shape, s.colour, s.background)) for s in scenes]
+def _encoded(picture: Image.Image, index: int) -> tuple[str, bytes, str]:
+    """Every other picture a JPEG, the rest PNG: (file name, bytes, media type)."""
+    buffer = io.BytesIO()
+    if index % 2:
+        picture.save(buffer, format="JPEG", quality=92)
+        return f"picture-{index:02d}.jpg", buffer.getvalue(), "image/jpeg"
+    picture.save(buffer, format="PNG")
+    return f"picture-{index:02d}.png", buffer.getvalue(), "image/png"
+
+
+def _drawn_shape(shape: str, side: int, rng: random.Random, fill: tuple[int, int, int],
+                 background: tuple[int, int, int]) -> Image.Image:
+    """One shape somewhere off-centre, its size varied, drawn at twice the size and downscaled (anti-aliased;
+    past 1024 px the edges are fine enough as drawn)."""
+    canvas = side * 2 if side <= 1024 else side
+    picture = Image.new("RGB", (canvas, canvas), background)
+    draw = ImageDraw.Draw(picture)
+    radius = canvas * rng.uniform(0.17, 0.3)
+    margin = radius + canvas * 0.03
+    cx, cy = rng.uniform(margin, canvas - margin), rng.uniform(margin, canvas - margin)
+    if shape == "star":
+        points = []
+        for corner in range(10):
+            reach = radius if corner % 2 == 0 else radius * 0.45
+            angle = -math.pi / 2 + corner * math.pi / 5
+            points.append((cx + reach * math.cos(angle), cy + reach * math.sin(angle)))
+        draw.polygon(points, fill=fill)
+    elif shape == "circle":
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=fill)
+    elif shape == "square":
+        half = radius * 0.85
+        draw.rectangle((cx - half, cy - half, cx + half, cy + half), fill=fill)
+    else:
+        draw.polygon([(cx, cy - radius), (cx + radius, cy + radius * 0.8), (cx - radius, cy + radius * 0.8)], fill=fill)
+    return picture.resize((side, side), Image.Resampling.LANCZOS)
+
+
+def drawn_star_pictures(count: int, seed: int) -> list[tuple[str, bytes, str]]:
+    """A yellow star in several sizes, off-centre, on backgrounds in and out of the toy world, 64–4096 px."""
+    rng = random.Random(seed)
+    return [
+        _encoded(_drawn_shape("star", DRAWN_SIDES[i % len(DRAWN_SIDES)], rng, STAR_RGB,
+                              DRAWN_BACKGROUNDS[i % len(DRAWN_BACKGROUNDS)]), i)
+        for i in range(count)
+    ]
+
+
+def in_sepia(picture: Image.Image) -> Image.Image:
+    """The style the bench teaches: every pixel's brightness onto a brown palette (the one the toy measure reads)."""
+    grey = picture.convert("L")
+    bands = [grey.point(lambda v, o=offset, g=gain: min(255, int(o + v * g)))
+             for offset, gain in ((70, 0.78), (45, 0.62), (20, 0.40))]
+    return Image.merge("RGB", bands)
+
+
+def drawn_style_pictures(count: int, seed: int) -> list[tuple[str, bytes, str]]:
+    """Circles, squares and triangles of many colours in sepia, on backgrounds in and out of the toy world."""
+    rng = random.Random(seed + 2)
+    pictures = []
+    for i in range(count):
+        shape = STYLE_TRAINING_SHAPES[i % len(STYLE_TRAINING_SHAPES)]
+        side = DRAWN_SIDES[(i + 1) % len(DRAWN_SIDES)] if i % 5 else 256
+        plain = _drawn_shape(shape, min(side, 1024), rng, STYLE_COLOURS[i % len(STYLE_COLOURS)],
+                             DRAWN_BACKGROUNDS[(i // 3) % 3])
+        pictures.append(_encoded(in_sepia(plain), i))
+    return pictures
+
+
+# --- an Ember app on a local Ray, driven over HTTP ------------------------------------------------------------
+
+class EmberApi:
+    """An Ember app with its engine worker on Ray and one API client of a fresh organization."""
+
+    MODELS = "/v3/custom-models"
+
+    def __init__(self, model_dir: Path, data_dir: Path) -> None:
+        import ray
+        from fastapi.testclient import TestClient
+
+        from ember.api import create_app
+        from ember.config import Settings
+        from ember.identity import create_client
+        from ember.store.database import migrate, open_engine, transaction
+
+        self._exit = ExitStack()
+        if not ray.is_initialized():
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            self._exit.callback(ray.shutdown)
+        settings = Settings(data_dir=data_dir, model_dir=model_dir, default_base_model="toy",
+                            rate_limit_per_minute=0, rate_limit_per_day=0, job_timeout_s=1800)
+        engine = open_engine(settings.database_url)
+        migrate(engine)
+        engine.dispose()
+        app = create_app(settings)
+        runtime = app.state.runtime
+        runtime.ray = runtime.dispatcher.ray = AttachedRay(ray.get_runtime_context().gcs_address)
+        self.http = self._exit.enter_context(TestClient(app, raise_server_exceptions=False))
+        if not runtime.dispatcher.wait_started(120):
+            raise RuntimeError("the engine worker did not start")
+        with transaction(runtime.sessions) as session:
+            credentials = create_client(session, "learning-bench")
+        token = self.http.post("/ims/token/v3", data={
+            "grant_type": "client_credentials", "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret, "scope": "openid,AdobeID,firefly_api,ff_apis",
+        })
+        token.raise_for_status()
+        self.headers = {"Authorization": f"Bearer {token.json()['access_token']}", "x-api-key": credentials.client_id}
+
+    def close(self) -> None:
+        self._exit.close()
+
+    def _ok(self, response: Any, status: int = 200) -> Any:
+        if response.status_code != status:
+            raise RuntimeError(f"{response.request.method} {response.request.url}: {response.status_code} "
+                               f"{response.text[:2000]}")
+        return response
+
+    def train(self, name: str, mode: str, files: list[tuple[str, bytes, str]], work_dir: Path,
+              steps: int | None = None) -> tuple[LoraRef, int]:
+        """Create a model, upload the pictures without captions, train it with the defaults (steps only when
+        asked: the preset search), wait, and download its LoRA into `work_dir`."""
+        body = {"displayName": name, "trainingMode": mode, "samplePrompt": SUBJECT_PROMPT if mode == "subject"
+                else "a red circle on a black background", **({"conceptId": CONCEPT} if mode == "subject" else {})}
+        asset_id = self._ok(self.http.post(self.MODELS, json=body, headers=self.headers), 201).json()["assetId"]
+        parts = [("files", part) for part in files]
+        self._ok(self.http.post(f"{self.MODELS}/{asset_id}/images", files=parts, headers=self.headers))
+        overrides = {"steps": steps} if steps else {}
+        accepted = self._ok(self.http.post(f"{self.MODELS}/{asset_id}/train-async", json=overrides,
+                                           headers=self.headers), 202).json()
+        deadline = time.monotonic() + 1800
+        while True:
+            status = self.http.get(f"/v3/status/{accepted['jobId']}", headers=self.headers).json()
+            if status["status"] in {"succeeded", "failed", "cancelled", "timeout"}:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"training {name} did not end in time: {status}")
+            time.sleep(0.5)  # polling is how a client follows a job
+        if status["status"] != "succeeded":
+            raise RuntimeError(f"training {name} ended {status['status']}: {status}")
+        lora = self._ok(self.http.get(f"{self.MODELS}/{asset_id}/weights", headers=self.headers)).content
+        path = Path(work_dir) / f"{name}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(lora)
+        return LoraRef(key=name, path=path), int(status["training"]["totalSteps"])
+
+
+@contextmanager
+def old_captioner() -> Iterator[None]:
+    """Break captioning on purpose: `toy` images are captioned by the built-in captioner again (pixel words the
+    toy text encoder does not know), as they were before the base model named its own captioner."""
+    from ember.engine import registry
+
+    original = registry._MODELS["toy"]
+    registry._MODELS["toy"] = dataclasses.replace(original, captioner="builtin")
+    try:
+        yield
+    finally:
+        registry._MODELS["toy"] = original
 
 
 class LearningBench:
@@ -156,6 +312,11 @@ class LearningBench:
             self.engine = Engine(self.model_dir)
             self.engine.pipeline(BASE_MODEL)
             self.reader = SceneReader()
+        with self.timed.step("start Ember (API, Ray, engine worker)"):
+            self.api = EmberApi(self.model_dir, self.work_dir / "ember")
+
+    def close(self) -> None:
+        self.api.close()
 
     def draw(self, prompt: str, count: int, loras: Sequence[LoraRef] = ()) -> list[Image.Image]:
         """`count` pictures of one prompt, seeds 0…count-1, four per engine call (the API's limit)."""
@@ -191,22 +352,11 @@ class LearningBench:
             held_score = mean_score(self.read_prompts(held_out))
         return BaseQuality(seen_score, held_score)
 
-    def train(self, name: str, mode: str, examples: list[TrainingExample]) -> tuple[LoraRef, int]:
-        from ember.engine.train import preset_for, train_lora
-
-        config = preset_for(BASE_MODEL, mode).with_overrides(
-            steps=self.settings.training_steps, sample_every=0, checkpoint_every=0
-        )
-        result = train_lora(
-            BASE_MODEL, examples, config, self.work_dir / name, model_dir=self.model_dir, mode=mode,
-            concept=CONCEPT if mode == "subject" else None,
-        )
-        return LoraRef(key=name, path=result.lora_path), result.steps
+    def train(self, name: str, mode: str, files: list[tuple[str, bytes, str]]) -> tuple[LoraRef, int]:
+        return self.api.train(name, mode, files, self.work_dir / "loras", self.settings.training_steps)
 
     def train_subject(self, name: str) -> tuple[LoraRef, int]:
-        count, seed = self.settings.training_examples, self.settings.seed
-        # Replay of base-world pictures comes from the `toy` subject preset, as it does for a job the API runs.
-        return self.train(name, "subject", subject_examples(count, seed))
+        return self.train(name, "subject", drawn_star_pictures(self.settings.training_examples, self.settings.seed))
 
     def star_pictures(self, loras: Sequence[LoraRef] = ()) -> tuple[float, list[Image.Image]]:
         pictures = self.draw(SUBJECT_PROMPT, self.settings.subject_images, loras)
@@ -262,8 +412,8 @@ class LearningBench:
         with self.timed.step("style: before"):
             rates_before, _, before = sepia_by_shape(())
         with self.timed.step("style: train"):
-            lora, steps = self.train("style", "style", style_examples(self.settings.training_examples,
-                                                                      self.settings.seed))
+            lora, steps = self.train("style", "style", drawn_style_pictures(self.settings.training_examples,
+                                                                            self.settings.seed))
         with self.timed.step("style: after"):
             rates_after, shape_after, after = sepia_by_shape([lora])
         return StyleResult(
@@ -342,23 +492,6 @@ def grid_image(subject: SubjectResult, style: StyleResult, columns: int = 5, cel
     return grid
 
 
-@contextmanager
-def dropped_concept_word() -> Iterator[None]:
-    """Break the training path on purpose: caption preparation drops the concept word instead of adding it."""
-    import ember.engine.train
-
-    original = ember.engine.train.ensure_concept
-
-    def drop_concept(caption: str, concept: str | None) -> str:
-        return " ".join(word for word in caption.split() if word != concept)
-
-    ember.engine.train.ensure_concept = drop_concept  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        ember.engine.train.ensure_concept = original
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=None, help="base model folder (default: a temporary one)")
@@ -368,21 +501,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--grid", type=Path, default=None, help="write the before/after grid PNG here")
     parser.add_argument("--skip-base", action="store_true", help="skip the base-quality rows")
     parser.add_argument("--broken", action="store_true",
-                        help="also train with the concept word dropped from captions (a broken training path)")
+                        help="also train with the old captioner plugged back in (captions toy cannot read)")
     args = parser.parse_args(argv)
     settings = BenchSettings(images_per_prompt=args.images_per_prompt, training_steps=args.training_steps)
     with tempfile.TemporaryDirectory(prefix="ember-learning-") as scratch:
         bench = LearningBench(args.model_dir or Path(scratch) / "models", args.work_dir or Path(scratch) / "work",
                               settings)
-        quality = None if args.skip_base else bench.base_quality()
-        subject = bench.subject()
-        style = bench.style()
-        rows = table_rows(quality, subject, style)
-        if args.broken:
-            with dropped_concept_word():
-                broken = bench.subject_star_rate_after_training("broken")
-            rows.append(("broken path (concept word dropped): star rate after", f"{broken:.2f}",
-                         f"< {MIN_STAR_RATE_AFTER:.2f}"))
+        try:
+            quality = None if args.skip_base else bench.base_quality()
+            subject = bench.subject()
+            style = bench.style()
+            rows = table_rows(quality, subject, style)
+            if args.broken:
+                with old_captioner():
+                    broken = bench.subject_star_rate_after_training("broken")
+                rows.append(("old captioner plugged back in: star rate after", f"{broken:.2f}",
+                             f"< {MIN_STAR_RATE_AFTER:.2f}"))
+        finally:
+            bench.close()
         print_table(rows, bench.timed.seconds, print)
         if args.grid is not None:
             args.grid.parent.mkdir(parents=True, exist_ok=True)

@@ -109,3 +109,20 @@ def _bind_local_ray_to_loopback() -> None:
     constants: Any = sys.modules.get("ray._private.ray_constants")
     if constants is not None:  # Ray was imported before the variable was set: its constant was read already
         constants.ENABLE_RAY_CLUSTER = False
+
+
+class AttachedRay(RayConnection):
+    """A Ray already connected in this process (a test session's, a bench's): the app uses it and never shuts
+    it down; its owner does."""
+
+    def start(self) -> None:
+        pass
+
+    def wait(self, timeout: float) -> RayStatus:
+        return self.status()
+
+    def status(self) -> RayStatus:
+        return RayStatus(RayState.connected, self.address)
+
+    def stop(self) -> None:
+        pass

@@ -228,6 +228,18 @@ def _concept_errors(mode: TrainingMode, concept: str, loc: list[str | int]) -> l
     return []
 
 
+def _concept_token_errors(
+    mode: TrainingMode, concept: str, spec: BaseModelSpec | None, loc: list[str | int]
+) -> list[dict[str, Any]]:
+    """A concept word the base model's text encoder cannot read as one token is refused when the model is made."""
+    from ember.engine.captioning import concept_refusal
+
+    if mode is not TrainingMode.subject or not concept or spec is None:
+        return []
+    reason = concept_refusal(concept, spec)
+    return [_error(loc, reason, "concept_not_one_token")] if reason else []
+
+
 def _sample_prompt_errors(mode: TrainingMode, concept: str, prompt: str, loc: list[str | int]) -> list[dict[str, Any]]:
     from ember.engine.captioning import contains_concept
 
@@ -280,6 +292,8 @@ def create_model(
                 "unknown_base_model_version",
             )
         )
+    if not errors:
+        errors.extend(_concept_token_errors(mode, concept, spec, ["body", "conceptId"]))
     project = _project(session, viewer, client_pk, project_id, errors)
     if not errors:
         errors.extend(_sample_prompt_errors(mode, concept, sample_prompt, ["body", "samplePrompt"]))
@@ -351,6 +365,9 @@ def update_model(
             )
         concept = concept_id.strip() if model.training_mode is TrainingMode.subject else ""
         errors.extend(_concept_errors(model.training_mode, concept, ["body", "conceptId"]))
+        if not errors:
+            spec = _base_model(model.base_model_name)
+            errors.extend(_concept_token_errors(model.training_mode, concept, spec, ["body", "conceptId"]))
     prompt = model.sample_prompt if sample_prompt is None else sample_prompt.strip()
     if sample_prompt is not None and not errors:
         errors.extend(_sample_prompt_errors(model.training_mode, concept, prompt, ["body", "samplePrompt"]))
@@ -419,7 +436,7 @@ def add_images(
     """Check, caption and store each file. Decodable images are kept even when they break a rule (too small,
     wrong aspect ratio, duplicate) so the owner sees them flagged and can delete them; files that are no usable
     picture, and files past the image limit, are reported and not kept."""
-    from ember.engine.captioning import BuiltinCaptioner, ensure_concept, trim_caption
+    from ember.engine.captioning import caption_images, captioner_for
     from ember.engine.dataset import check_image, open_image
 
     _refuse_while_training(session, model, "add images")
@@ -427,7 +444,8 @@ def add_images(
     if spec is None:
         raise LifecycleConflict("unknown_base_model", f"The base model {model.base_model_name!r} is not available.")
     rules = dataset_rules(settings)
-    captioner = BuiltinCaptioner()
+    captioner = captioner_for(spec, settings.model_dir)
+    mode = model.training_mode.value
     count = session.scalar(select(func.count()).where(TrainingImage.model_id == model.id)) or 0
     position = session.scalar(select(func.max(TrainingImage.position)).where(TrainingImage.model_id == model.id))
     next_position = (position or 0) + 1
@@ -445,9 +463,7 @@ def add_images(
                 outcomes.append(ImageOutcome(filename, None, issues))
                 continue
             picture = open_image(data, rules.max_pixels)
-            caption = captioner.caption(picture)
-            if model.training_mode is TrainingMode.subject:
-                caption = trim_caption(ensure_concept(caption, model.concept_id))
+            caption = caption_images([picture], captioner, mode, model.concept_id or None)[0]
             key = new_key(f"custom-models/{model.id.hex}/images", FILE_EXTENSIONS[report.format])
             blobs.put(key, data, f"image/{report.format.lower()}")
             written.append(key)
@@ -460,7 +476,8 @@ def add_images(
                 width=report.width or 0,
                 height=report.height or 0,
                 content_hash=hashlib.sha256(data).hexdigest(),
-                perceptual_hash=f"{report.dhash:016x}" if report.dhash is not None else None,
+                fingerprint=report.fingerprint,
+                captioned_by=captioner.name,
                 errors=[{"code": issue.code, "message": issue.message} for issue in issues],
                 position=next_position,
                 created_at=utcnow(),
@@ -479,42 +496,85 @@ def add_images(
     return outcomes
 
 
-def image_issues(
-    model: CustomModel, images: Sequence[TrainingImage], settings: Settings
-) -> dict[uuid.UUID, list[Issue]]:
-    """Each image's broken rules as of now: its stored file checks, whether it duplicates an earlier image of
-    the model (exactly or nearly, by perceptual hash), and its caption's length."""
-    from ember.engine.captioning import check_caption
-    from ember.engine.dataset import DUPLICATE_IMAGE, hamming
+@dataclass(frozen=True)
+class ImageFindings:
+    """What the checks say of one image now: `errors` block training, `warnings` ask the owner to look."""
 
-    distance = dataset_rules(settings).duplicate_distance
-    found: dict[uuid.UUID, list[Issue]] = {}
+    errors: list[Issue]
+    warnings: list[Issue]
+
+
+def image_findings(
+    model: CustomModel, images: Sequence[TrainingImage], settings: Settings
+) -> dict[uuid.UUID, ImageFindings]:
+    """Each image's broken rules as of now: its stored file checks, whether it is a copy of an earlier image of
+    the model (exactly, or by fingerprint likeness: a sure copy is an error, a possible one a warning), its
+    caption's length; and, as warnings, a caption written without a captioning model and left as written, and
+    a caption mostly in words the base model does not know."""
+    from ember.engine.captioning import check_caption, check_vocabulary, review_note_of
+    from ember.engine.dataset import DUPLICATE_IMAGE, POSSIBLE_DUPLICATE
+
+    spec = _base_model(model.base_model_name)
+    rules = dataset_rules(settings)
+    found: dict[uuid.UUID, ImageFindings] = {}
     originals: list[TrainingImage] = []
     for image in images:
-        issues = [Issue(str(entry["code"]), str(entry["message"])) for entry in image.errors]
-        original = next((earlier for earlier in originals if _same_picture(earlier, image, distance, hamming)), None)
-        if original is None:
+        errors = [Issue(str(entry["code"]), str(entry["message"])) for entry in image.errors]
+        warnings: list[Issue] = []
+        copy_of, sure = _copy_of(image, originals, rules)
+        if copy_of is None or not sure:
             originals.append(image)
-        else:
-            issues.append(
-                Issue(
-                    DUPLICATE_IMAGE,
-                    f"The image is a duplicate or near-duplicate of {original.filename or 'an image'!r} "
-                    f"(id {original.id}).",
+        if copy_of is not None:
+            name = f"{copy_of.filename or 'an image'!r} (id {copy_of.id})"
+            if sure:
+                errors.append(Issue(DUPLICATE_IMAGE, f"The image is a duplicate of {name}."))
+            else:
+                warnings.append(
+                    Issue(
+                        POSSIBLE_DUPLICATE,
+                        f"The image looks like a cropped copy of {name}; if it is one, delete one of them.",
+                    )
                 )
-            )
         # The concept word is bound to every caption when training starts, so only the length rules block.
-        issues += [Issue(issue.code, issue.message) for issue in check_caption(image.caption, "style")]
-        found[image.id] = issues
+        errors += [Issue(issue.code, issue.message) for issue in check_caption(image.caption, "style")]
+        # A caption left as a review-noted captioner wrote it says the note; an edited one no longer does.
+        note = review_note_of(image.captioned_by) if image.caption == image.auto_caption else None
+        if note is not None:
+            warnings.append(Issue("caption_needs_review", note))
+        if spec is not None:
+            warnings += [
+                Issue(issue.code, issue.message)
+                for issue in check_vocabulary(image.caption, spec, model.concept_id or None)
+            ]
+        found[image.id] = ImageFindings(errors, warnings)
     return found
 
 
-def _same_picture(earlier: TrainingImage, image: TrainingImage, distance: int, hamming: Any) -> bool:
-    if earlier.content_hash and earlier.content_hash == image.content_hash:
-        return True
-    if earlier.perceptual_hash is None or image.perceptual_hash is None:
-        return False
-    return bool(hamming(int(earlier.perceptual_hash, 16), int(image.perceptual_hash, 16)) <= distance)
+def image_issues(
+    model: CustomModel, images: Sequence[TrainingImage], settings: Settings
+) -> dict[uuid.UUID, list[Issue]]:
+    """Each image's errors: the findings that block training."""
+    return {image_id: findings.errors for image_id, findings in image_findings(model, images, settings).items()}
+
+
+def _copy_of(
+    image: TrainingImage, originals: Sequence[TrainingImage], rules: DatasetRules
+) -> tuple[TrainingImage | None, bool]:
+    """The first earlier image this one copies and whether that is sure; (None, False) when it copies none."""
+    from ember.engine.dataset import DUPLICATE_IMAGE, POSSIBLE_DUPLICATE, likeness
+
+    unsure: TrainingImage | None = None
+    for earlier in originals:
+        if earlier.content_hash and earlier.content_hash == image.content_hash:
+            return earlier, True
+        if earlier.fingerprint is None or image.fingerprint is None:
+            continue
+        verdict = likeness(earlier.fingerprint, image.fingerprint).verdict(rules)
+        if verdict == DUPLICATE_IMAGE:
+            return earlier, True
+        if verdict == POSSIBLE_DUPLICATE and unsure is None:
+            unsure = earlier
+    return unsure, False
 
 
 def update_caption(session: Session, model: CustomModel, image: TrainingImage, caption: str) -> TrainingImage:

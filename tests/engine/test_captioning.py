@@ -89,3 +89,39 @@ def test_auto_captioner_without_model_weights_is_the_builtin_one(tmp_path: Path)
 def test_named_captioner_without_weights_says_how_to_provide_them(name: str, tmp_path: Path) -> None:
     with pytest.raises(CaptionerUnavailable, match=name):
         get_captioner(name, model_dir=tmp_path)
+
+
+def test_captions_of_the_fallback_captioner_carry_a_review_note() -> None:
+    from ember.engine.captioning import FALLBACK_REVIEW_NOTE, captioner_for
+    from ember.engine.registry import get_base_model
+
+    assert captioner_for(get_base_model("sd15")).review_note == FALLBACK_REVIEW_NOTE
+
+
+def test_a_caption_mostly_out_of_the_base_vocabulary_is_flagged_naming_the_unknown_words() -> None:
+    from ember.engine.captioning import check_vocabulary
+    from ember.engine.registry import get_base_model
+
+    caption = (
+        "zorb, a softly lit square image of a small yellow subject at the bottom right on a plain grey background, "
+        "mostly grey, low contrast"
+    )
+    issues = check_vocabulary(caption, get_base_model("toy"), "zorb")
+    assert [issue.code for issue in issues] == ["caption_unknown_words"]
+    assert "softly" in issues[0].message and "grey" in issues[0].message and "yellow," not in issues[0].message
+
+
+def test_a_caption_in_the_base_vocabulary_is_not_flagged() -> None:
+    from ember.engine.captioning import check_vocabulary
+    from ember.engine.registry import get_base_model
+
+    assert check_vocabulary("a zorb on a gray background", get_base_model("toy"), "zorb") == []
+
+
+def test_a_concept_word_of_several_tokens_is_refused_with_the_words_that_work() -> None:
+    from ember.engine.captioning import concept_refusal
+    from ember.engine.registry import get_base_model
+
+    reason = concept_refusal("starly", get_base_model("toy"))
+    assert reason is not None and "'starly'" in reason and "'zorb'" in reason
+    assert concept_refusal("zorb", get_base_model("toy")) is None

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ember.engine import dataset
-from ember.engine.dataset import DatasetRules, check_dataset, check_image, dhash, hamming, prepare_image
+from ember.engine.dataset import DatasetRules, check_dataset, check_image, prepare_image
 from ember.engine.registry import get_base_model
 
 from .conftest import encode, triangle_picture
@@ -134,12 +134,6 @@ def test_near_duplicates_are_reported_on_the_later_image() -> None:
     assert "a.png" in report.images[2].errors[0].message
 
 
-def test_dhash_is_close_for_rescaled_copies_and_far_for_different_images() -> None:
-    picture = triangle_picture(1, size=(256, 256))
-    assert hamming(dhash(picture), dhash(picture.resize((100, 100)))) <= 4
-    assert hamming(dhash(picture), dhash(triangle_picture(9, size=(256, 256)).rotate(90))) > 10
-
-
 def test_fewer_than_ten_images_is_too_few() -> None:
     files = [(f"{i}.png", encode(triangle_picture(i))) for i in range(9)]
     report = check_dataset(files, TINY)
@@ -148,7 +142,7 @@ def test_fewer_than_ten_images_is_too_few() -> None:
 
 def test_more_than_thirty_images_is_too_many() -> None:
     files = [(f"{i}.png", encode(Image.new("RGB", (64, 64), (i * 8, 0, 0)))) for i in range(31)]
-    report = check_dataset(files, TINY, DatasetRules(duplicate_distance=-1))
+    report = check_dataset(files, TINY, DatasetRules(copy_likeness=-1))
     assert [issue.code for issue in report.errors] == [dataset.TOO_MANY_IMAGES]
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from ember.api import create_app
 from ember.api.runtime import Runtime
-from ember.cluster import RayConnection, RayState, RayStatus
+from ember.cluster import AttachedRay
 from ember.config import Settings
 from ember.identity import ClientCredentials, create_client
 from ember.store.database import migrate, open_engine, transaction
@@ -182,25 +182,6 @@ def other_org_headers(http: TestClient, runtime: Runtime) -> Headers:
 
 
 # --- a real Ray, a trained LoRA, a live app ------------------------------------------------------------------
-
-
-class AttachedRay(RayConnection):
-    """The session's Ray, already connected in this process: the app uses it and never shuts it down."""
-
-    def __init__(self, address: str) -> None:
-        super().__init__(address)
-
-    def start(self) -> None:
-        pass
-
-    def wait(self, timeout: float) -> RayStatus:
-        return self.status()
-
-    def status(self) -> RayStatus:
-        return RayStatus(RayState.connected, self.address)
-
-    def stop(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="session")

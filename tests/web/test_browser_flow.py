@@ -125,22 +125,25 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
     expect(page.get_by_role("heading", name=re.compile("training images"))).to_be_visible()
     page.locator("#image-files").set_input_files([str(path) for path in training_files(tmp_path / "images")])
     # Uploading checks and captions every image on the server: allow for a busy machine.
-    expect(page.locator("#image-count")).to_have_text("11 images · 1 needs attention", timeout=UPLOAD_TIMEOUT_MS)
+    # Every caption the fallback captioner wrote is left to review until edited.
+    expect(page.locator("#image-count")).to_have_text(
+        "11 images · 1 needs attention · 10 to review", timeout=UPLOAD_TIMEOUT_MS
+    )
     flagged = page.locator(".image-card.flagged")
     expect(flagged).to_contain_text("duplicate")
     walk.shot("images-duplicate-flagged")
     flagged.get_by_role("button", name="Delete").click()
-    expect(page.locator("#image-count")).to_have_text("10 images")
+    expect(page.locator("#image-count")).to_have_text("10 images · 10 to review")
 
     # A caption edited down to one word is flagged; fixing it inline clears the flag.
     first = page.locator(".image-card").first
     first.get_by_role("textbox").fill(CONCEPT)
     first.get_by_role("button", name="Save caption").click()
-    expect(page.locator("#image-count")).to_have_text("10 images · 1 needs attention")
+    expect(page.locator("#image-count")).to_have_text("10 images · 1 needs attention · 9 to review")
     walk.shot("caption-flagged")
     flagged.get_by_role("textbox").fill(f"a photo of {CONCEPT} with two antennas on a desk")
     flagged.get_by_role("button", name="Save caption").click()
-    expect(page.locator("#image-count")).to_have_text("10 images")
+    expect(page.locator("#image-count")).to_have_text("10 images · 9 to review")
     expect(flagged).to_have_count(0)
 
     # Sample prompt, a short run, Train; then live progress until the preview appears.

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC
 
 from ember.api.schemas import BaseModelRef, CustomModelItem, ImageIssue, ShareItem, TrainingImageItem
-from ember.models_service import Issue
+from ember.models_service import ImageFindings, Issue
 from ember.store.tables import CustomModel, Share, TrainingImage
 
 # What an asset id looks like, as the OpenAPI document states it for parameters that take one.
@@ -63,7 +63,7 @@ def _wire_issues(issues: list[Issue]) -> list[ImageIssue]:
     return [ImageIssue(code=issue.code, message=issue.message) for issue in issues]
 
 
-def training_image_item(image: TrainingImage, issues: list[Issue]) -> TrainingImageItem:
+def training_image_item(image: TrainingImage, findings: ImageFindings) -> TrainingImageItem:
     return TrainingImageItem.model_validate(
         {
             "id": str(image.id),
@@ -73,7 +73,8 @@ def training_image_item(image: TrainingImage, issues: list[Issue]) -> TrainingIm
             "autoCaption": image.auto_caption,
             "width": image.width,
             "height": image.height,
-            "errors": _wire_issues(issues),
+            "errors": _wire_issues(findings.errors),
+            "warnings": _wire_issues(findings.warnings),
         }
     )
 

@@ -154,6 +154,8 @@ class TrainingImageItem(WireModel):
     width: int | None = None
     height: int | None = None
     errors: list[ImageIssue]
+    # Findings that do not block training but ask the owner to look (a possible copy, a caption to review).
+    warnings: list[ImageIssue] = Field(default_factory=list)
 
 
 class TrainingImageList(WireModel):

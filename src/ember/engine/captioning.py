@@ -1,4 +1,5 @@
-"""Captions for training images: a built-in offline captioner, florence2 / blip when present, caption rules."""
+"""Captions for training images: each base model's captioner (its own, florence2 / blip when present, or the
+built-in fallback), caption rules, and checks against a base model's vocabulary."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from ember.engine.registry import BaseModelSpec, import_reference
 from ember.engine.types import EngineError
 
 MIN_CAPTION_WORDS = 3
@@ -25,10 +27,18 @@ class CaptionerUnavailable(EngineError):
     """A named captioner whose weights are not on this machine."""
 
 
-class Captioner(Protocol):
-    name: str
+# What the built-in captioner's captions carry: they describe pixels, not what a picture shows.
+FALLBACK_REVIEW_NOTE = "Written without a captioning model: review them."
 
-    def caption(self, image: Image.Image) -> str: ...
+
+class Captioner(Protocol):
+    """Writes one caption per picture. `review_note` is said beside every caption it writes when they need a
+    person's eye (None when they do not)."""
+
+    name: str
+    review_note: str | None
+
+    def caption(self, image: Image.Image, mode: str = "style", concept: str | None = None) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -208,8 +218,9 @@ class BuiltinCaptioner:
     """Describes what can be measured (colours, light, orientation, composition); true, offline, instant."""
 
     name = "builtin"
+    review_note: str | None = FALLBACK_REVIEW_NOTE
 
-    def caption(self, image: Image.Image) -> str:
+    def caption(self, image: Image.Image, mode: str = "style", concept: str | None = None) -> str:
         found = describe(image)
         palette = " and ".join(found.colours)
         if found.subject_colour is not None:
@@ -245,6 +256,8 @@ def _local_weights(name: str, model_dir: Path | None) -> str | None:
 class TransformersCaptioner:
     """florence2 or blip through transformers; loaded lazily from local weights."""
 
+    review_note: str | None = None
+
     def __init__(self, name: str, weights: str, device: str | None = None) -> None:
         self.name = name
         self._weights = weights
@@ -262,7 +275,7 @@ class TransformersCaptioner:
         self._model = model_class.from_pretrained(self._weights).to(device).eval()  # type: ignore[arg-type]  # transformers stubs type .to() oddly
         self._device = device
 
-    def caption(self, image: Image.Image) -> str:
+    def caption(self, image: Image.Image, mode: str = "style", concept: str | None = None) -> str:
         import torch
 
         if self._model is None:
@@ -301,6 +314,19 @@ def get_captioner(name: str = "auto", model_dir: Path | None = None, device: str
     return TransformersCaptioner(name, weights, device)
 
 
+def review_note_of(captioner_name: str | None) -> str | None:
+    """The review note said beside captions a captioner of this name wrote (stored with each image)."""
+    return BuiltinCaptioner.review_note if captioner_name == BuiltinCaptioner.name else None
+
+
+def captioner_for(spec: BaseModelSpec, model_dir: Path | None = None, device: str | None = None) -> Captioner:
+    """The captioner a base model's registry entry names: its own class, or one of get_captioner's names."""
+    if ":" in spec.captioner:
+        captioner: Captioner = import_reference(spec.captioner)()
+        return captioner
+    return get_captioner(spec.captioner, model_dir, device)
+
+
 def caption_images(
     images: list[Image.Image], captioner: Captioner, mode: str = "style", concept: str | None = None
 ) -> list[str]:
@@ -309,10 +335,55 @@ def caption_images(
     fallback = BuiltinCaptioner()
     captions = []
     for image in images:
-        text = captioner.caption(image)
+        text = captioner.caption(image, mode, concept)
         if any(issue.code in {"caption_missing", "caption_too_short"} for issue in check_caption(text, "style")):
             text = fallback.caption(image)
         if mode == "subject":
             text = trim_caption(ensure_concept(text, concept))
         captions.append(text)
     return captions
+
+
+def base_model_vocabulary(spec: BaseModelSpec) -> frozenset[str] | None:
+    """Every word the base model's text encoder reads as one token, where the registry names that closed set."""
+    if spec.vocabulary is None:
+        return None
+    return frozenset(word.lower() for word in import_reference(spec.vocabulary))
+
+
+def caption_words(caption: str) -> list[str]:
+    return re.findall(r"[^\W_]+(?:['-][^\W_]+)*", caption.lower())
+
+
+def check_vocabulary(caption: str | None, spec: BaseModelSpec, concept: str | None = None) -> list[CaptionIssue]:
+    """A warning when most of a caption's words are unknown to the base model: it reads them as letters, so
+    the caption teaches it nothing it can be prompted with."""
+    vocabulary = base_model_vocabulary(spec)
+    words = caption_words(caption or "")
+    if vocabulary is None or not words:
+        return []
+    known = vocabulary | ({concept.strip().lower()} if concept else set())
+    unknown = list(dict.fromkeys(word for word in words if word not in known))
+    if sum(word not in known for word in words) * 2 <= len(words):
+        return []
+    return [
+        CaptionIssue(
+            "caption_unknown_words",
+            f"Most words of this caption are unknown to {spec.display_name} and are read as letters: "
+            f"{', '.join(unknown)}. Describe the picture in words it knows, such as "
+            f"{', '.join(sorted(vocabulary)[:12])}.",
+        )
+    ]
+
+
+def concept_refusal(concept: str, spec: BaseModelSpec) -> str | None:
+    """Why a concept word cannot be learned on this base model (None when it can): a word its text encoder
+    does not read as one token is split into letters, which the base model already uses for other words."""
+    vocabulary = base_model_vocabulary(spec)
+    if vocabulary is None or concept.strip().lower() in vocabulary:
+        return None
+    free = ", ".join(repr(word) for word in spec.concept_words) or "a word of its vocabulary"
+    return (
+        f"{concept.strip()!r} is not one token of {spec.display_name}'s text encoder (it would be split into "
+        f"pieces), so a custom model cannot learn it; choose {free}."
+    )

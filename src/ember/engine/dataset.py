@@ -5,7 +5,9 @@ PIL and numpy only: the control plane validates uploads with this module without
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -26,6 +28,7 @@ DECOMPRESSION_BOMB = "decompression_bomb"
 IMAGE_TOO_SMALL = "image_too_small"
 ASPECT_RATIO_OUT_OF_RANGE = "aspect_ratio_out_of_range"
 DUPLICATE_IMAGE = "duplicate_image"
+POSSIBLE_DUPLICATE = "possible_duplicate"
 
 FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
 
@@ -42,7 +45,11 @@ class DatasetRules:
     max_aspect: float = 16 / 9
     min_side: int | None = None
     max_pixels: int = MAX_IMAGE_PIXELS
-    duplicate_distance: int = 6
+    # The most unlike two pictures may be (see `likeness`) and still be copies; measured on the labelled set of
+    # tests/engine/test_duplicates.py (docs/custom-models.md). Copies as they are block training; copies only
+    # after a light crop are said as a warning, because a subject moved a little on a plain background looks
+    # the same as a cropped copy.
+    copy_likeness: float = 0.3
 
     def min_side_for(self, spec: BaseModelSpec) -> int:
         return self.min_side if self.min_side is not None else spec.min_train_side
@@ -63,7 +70,7 @@ class ImageReport:
     format: str | None = None
     width: int | None = None
     height: int | None = None
-    dhash: int | None = None
+    fingerprint: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -122,7 +129,7 @@ def check_image(name: str, data: bytes, spec: BaseModelSpec, rules: DatasetRules
         report.errors.append(DatasetIssue(CORRUPT_IMAGE, "The image file is damaged and cannot be decoded."))
         return report
     report.width, report.height = image.size
-    report.dhash = dhash(image)
+    report.fingerprint = fingerprint(image)
     min_side = rules.min_side_for(spec)
     if min(image.size) < min_side:
         report.errors.append(
@@ -147,21 +154,23 @@ def check_image(name: str, data: bytes, spec: BaseModelSpec, rules: DatasetRules
 def check_dataset(
     files: list[tuple[str, bytes]], spec: BaseModelSpec, rules: DatasetRules | None = None
 ) -> DatasetReport:
-    """Per-image checks, near-duplicates (dHash) across images, and the dataset's image count."""
+    """Per-image checks, copies (by `likeness`) across images, and the dataset's image count."""
     rules = rules or DatasetRules()
     reports = [check_image(name, data, spec, rules) for name, data in files]
     seen: list[ImageReport] = []
     for report in reports:
-        if report.dhash is None:
+        if report.fingerprint is None:
             continue
         original = next(
-            (earlier for earlier in seen if hamming(earlier.dhash or 0, report.dhash) <= rules.duplicate_distance),
+            (
+                earlier
+                for earlier in seen
+                if likeness(earlier.fingerprint or "", report.fingerprint).verdict(rules) == DUPLICATE_IMAGE
+            ),
             None,
         )
         if original is not None:
-            report.errors.append(
-                DatasetIssue(DUPLICATE_IMAGE, f"The image is a duplicate or near-duplicate of {original.name!r}.")
-            )
+            report.errors.append(DatasetIssue(DUPLICATE_IMAGE, f"The image is a duplicate of {original.name!r}."))
         else:
             seen.append(report)
     errors: list[DatasetIssue] = []
@@ -176,19 +185,94 @@ def check_dataset(
     return DatasetReport(images=reports, errors=errors)
 
 
-def dhash(image: Image.Image, size: int = 8) -> int:
-    """Difference hash: 64 bits saying whether each pixel of a 9×8 grey thumbnail is brighter than its
-    right neighbour; robust to scaling and re-encoding, so near-duplicates sit a few bits apart."""
-    grey = np.asarray(image.convert("L").resize((size + 1, size), Image.Resampling.LANCZOS), dtype=np.int16)
-    bits = (grey[:, 1:] > grey[:, :-1]).flatten()
-    value = 0
-    for bit in bits:
-        value = (value << 1) | int(bit)
-    return value
+# --- copies: fingerprints and their likeness ----------------------------------------------------------------
+
+_THUMBNAIL = 32
+_COMPARED = 16
+# A lightly cropped copy keeps at least 84 % of each side; the crops tried, per axis, as (kept share, offset).
+_CROPS = tuple(
+    (kept, offset * (1 - kept))
+    for kept in (1.0, 0.96, 0.92, 0.88, 0.84)
+    for offset in ((0.5,) if kept == 1.0 else (0, 0.33, 0.67, 1))
+)
+# Below this much content (mean distance from the background colour, 0–255) a picture counts as plain.
+_MIN_CONTENT = 6.0
 
 
-def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
+def fingerprint(image: Image.Image) -> str:
+    """A 32×32 colour thumbnail of the whole picture (aspect ratio dropped), base64: what `likeness` compares."""
+    thumbnail = image.convert("RGB").resize((_THUMBNAIL, _THUMBNAIL), Image.Resampling.BOX)
+    return base64.b64encode(thumbnail.tobytes()).decode("ascii")
+
+
+def _thumbnail(value: str) -> np.ndarray:
+    raw = np.frombuffer(base64.b64decode(value), dtype=np.uint8)
+    return raw.reshape(_THUMBNAIL, _THUMBNAIL, 3).astype(np.float32)
+
+
+def _weights(x0: float, kept: float) -> np.ndarray:
+    """The bilinear resampling matrix (compared size × thumbnail size) of one axis's window."""
+    centres = np.clip((x0 + (np.arange(_COMPARED) + 0.5) / _COMPARED * kept) * _THUMBNAIL - 0.5, 0, _THUMBNAIL - 1)
+    low = np.floor(centres).astype(int)
+    high = np.minimum(low + 1, _THUMBNAIL - 1)
+    matrix = np.zeros((_COMPARED, _THUMBNAIL), dtype=np.float32)
+    rows = np.arange(_COMPARED)
+    np.add.at(matrix, (rows, low), 1 - (centres - low))
+    np.add.at(matrix, (rows, high), centres - low)
+    return matrix
+
+
+_AXIS_WEIGHTS = np.stack([_weights(x0, kept) for kept, x0 in _CROPS])
+_WHOLE = _weights(0.0, 1.0)
+
+
+@lru_cache(maxsize=256)
+def _crops(value: str) -> np.ndarray:
+    """Every light crop of one fingerprinted picture (crops × compared × compared × RGB); cached, as each
+    picture is compared with all the others."""
+    rows = np.einsum("ayi,ijc->ayjc", _AXIS_WEIGHTS, _thumbnail(value))
+    crops: np.ndarray = np.einsum("ayjc,bxj->abyxc", rows, _AXIS_WEIGHTS)
+    return crops.reshape(-1, _COMPARED, _COMPARED, 3)
+
+
+def _whole(value: str) -> np.ndarray:
+    picture: np.ndarray = np.einsum("yjc,xj->yxc", np.einsum("yi,ijc->yjc", _WHOLE, _thumbnail(value)), _WHOLE)
+    return picture
+
+
+def _content(picture: np.ndarray) -> float:
+    """How far the picture strays from its background (the border's median colour), on average."""
+    border = np.concatenate([picture[0], picture[-1], picture[:, 0], picture[:, -1]])
+    return float(np.abs(picture - np.median(border, axis=0)).mean())
+
+
+@dataclass(frozen=True)
+class Likeness:
+    """How unlike two pictures are, as they are (`whole`) and after the best light crop of either (`cropped`)."""
+
+    whole: float
+    cropped: float
+
+    def verdict(self, rules: DatasetRules) -> str | None:
+        """DUPLICATE_IMAGE for a copy, POSSIBLE_DUPLICATE for a copy only once cropped, None for two pictures."""
+        if self.whole <= rules.copy_likeness:
+            return DUPLICATE_IMAGE
+        return POSSIBLE_DUPLICATE if self.cropped <= rules.copy_likeness else None
+
+
+def likeness(a: str, b: str) -> Likeness:
+    """The mean colour difference of two fingerprinted pictures divided by how much they show beside their
+    background. Copies (re-encoded, resized) come out near 0 as they are, lightly cropped ones once cropped;
+    two pictures of one small subject in different places on one plain background come out near 1 or above,
+    because the difference is measured against the subject, not the whole picture (a whole-picture measure
+    such as a difference hash calls every plain picture a copy of every other)."""
+    whole = _whole(a), _whole(b)
+    content = max(_MIN_CONTENT, (_content(whole[0]) + _content(whole[1])) / 2)
+    cropped = min(
+        float(np.abs(_crops(a) - whole[1]).mean(axis=(1, 2, 3)).min()),
+        float(np.abs(_crops(b) - whole[0]).mean(axis=(1, 2, 3)).min()),
+    )
+    return Likeness(float(np.abs(whole[0] - whole[1]).mean()) / content, cropped / content)
 
 
 def center_crop_resize(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -49,6 +49,12 @@ class BaseModelSpec:
     `replay_source` ("module:function", called with a count and a seed) gives captioned pictures of the base
     model's own world; a preset's `replay_examples` replays that many of them beside a subject's images, so the
     custom model keeps drawing everything else as the base model did.
+    `captioner` names who writes the automatic captions of training images: "auto" (a vision-language model
+    where its weights are present, else the built-in fallback, whose captions are flagged for review),
+    "builtin", or a "module:name" reference to a captioner class of the base model's own. `vocabulary`
+    ("module:name" of a collection of words) is every word the text encoder reads as one token, where that is a
+    closed set: captions are checked against it, and a concept word must be one of its words; `concept_words`
+    are the words of it that nothing in the base model's training used, offered as concept words.
     """
 
     name: str
@@ -69,6 +75,9 @@ class BaseModelSpec:
     training_presets: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
     replay_source: str | None = None
     untrainable_reason: str | None = None
+    captioner: str = "auto"
+    vocabulary: str | None = None
+    concept_words: tuple[str, ...] = ()
 
     @property
     def is_builtin(self) -> bool:
@@ -109,6 +118,7 @@ def _tiny_family_model(name: str, family: str, label: str, targets: tuple[str, .
         lora_target_modules=targets,
         is_test_model=True,
         builder=f"ember.engine.tiny:materialize_{family}",
+        captioner="builtin",
         default_steps=20,
         training_presets={
             "subject": dict(_TINY_PRESET, aspect_buckets=True),
@@ -133,6 +143,7 @@ _MODELS: dict[str, BaseModelSpec] = {
             lora_target_modules=TINY_TARGETS,
             is_test_model=True,
             builder="ember.engine.tiny:materialize",
+            captioner="builtin",
             default_steps=20,
             training_presets={
                 "subject": {
@@ -179,10 +190,13 @@ _MODELS: dict[str, BaseModelSpec] = {
             is_test_model=False,
             builder="ember.engine.toy.model:materialize",
             replay_source="ember.engine.toy.world:replay_examples",
+            captioner="ember.engine.toy.captioner:ToyCaptioner",
+            vocabulary="ember.engine.toy.world:VOCABULARY",
+            concept_words=("zorb",),
             default_steps=20,
             training_presets={
                 "subject": {
-                    "steps": 150,
+                    "steps": 300,
                     "replay_examples": 12,
                     "learning_rate": 3e-3,
                     "rank": 8,

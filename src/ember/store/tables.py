@@ -226,6 +226,10 @@ class TrainingImage(Base):
     height: Mapped[int] = mapped_column(Integer, default=0)
     content_hash: Mapped[str] = mapped_column(String(128), default="")
     perceptual_hash: Mapped[str | None] = mapped_column(String(128))
+    # A 32×32 thumbnail (engine.dataset.fingerprint) for the copy check; None on images stored before it.
+    fingerprint: Mapped[str | None] = mapped_column(Text)
+    # The captioner that wrote `auto_caption` (a registry captioner's name), so its review note can be said.
+    captioned_by: Mapped[str | None] = mapped_column(String(100))
     errors: Mapped[list[Any]] = mapped_column(default=list)
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

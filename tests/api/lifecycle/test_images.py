@@ -276,3 +276,78 @@ def test_a_text_part_named_files_is_a_422(owner: Caller) -> None:
     )
     assert response.status_code == 422
     assert owner.get(f"/{asset_id}/images").json()["total_count"] == 0
+
+
+def _warnings(item: dict[str, object]) -> list[str]:
+    warnings = item["warnings"]
+    assert isinstance(warnings, list)
+    return [warning["code"] for warning in warnings]
+
+
+def _drawn_star(side: int, background: tuple[int, int, int]) -> bytes:
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (side, side), background)
+    ImageDraw.Draw(image).regular_polygon((side * 0.65, side * 0.7, side * 0.2), 5, fill=(250, 205, 30))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_toy_captions_a_subject_image_in_its_own_words_with_the_concept_word(owner: Caller) -> None:
+    asset_id = owner.create(conceptId="zorb", baseModel={"name": "toy"})["assetId"]
+    [item] = owner.upload(asset_id, _drawn_star(512, (100, 40, 130)))["images"]
+    assert item["caption"] == "a zorb on a purple background"
+    assert _warnings(item) == []
+
+
+def test_a_fallback_caption_left_as_written_is_to_review_until_edited(owner: Caller) -> None:
+    asset_id = owner.create(conceptId="zorb")["assetId"]
+    [item] = owner.upload(asset_id, picture(1))["images"]
+    assert _warnings(item) == ["caption_needs_review"]
+    assert "Written without a captioning model: review them." in item["warnings"][0]["message"]
+    edited = owner.patch(f"/{asset_id}/images/{item['id']}", json={"caption": "a zorb on a wooden desk"}).json()
+    assert _warnings(edited) == []
+
+
+def test_a_caption_in_words_toy_does_not_know_is_warned_of(owner: Caller) -> None:
+    asset_id = owner.create(conceptId="zorb", baseModel={"name": "toy"})["assetId"]
+    [item] = owner.upload(asset_id, _drawn_star(256, (128, 128, 128)))["images"]
+    edited = owner.patch(
+        f"/{asset_id}/images/{item['id']}", json={"caption": "zorb, a softly lit picture of a glowing thing"}
+    ).json()
+    assert _warnings(edited) == ["caption_unknown_words"]
+    assert "softly" in edited["warnings"][0]["message"]
+
+
+def test_a_lightly_cropped_copy_is_a_warning_not_an_error(owner: Caller) -> None:
+    asset_id = owner.create(conceptId="zorb")["assetId"]
+    original = Image.open(io.BytesIO(picture(3, 400, 400))).convert("RGB")
+    cropped = io.BytesIO()
+    original.crop((24, 16, 388, 392)).save(cropped, format="PNG")
+    body = owner.upload(asset_id, picture(3, 400, 400), cropped.getvalue())
+    assert [_codes(item) for item in body["images"]] == [[], []]
+    assert "possible_duplicate" in _warnings(body["images"][1])
+
+
+def test_two_small_stars_in_different_places_on_one_background_are_not_duplicates(owner: Caller) -> None:
+    from PIL import ImageDraw
+
+    asset_id = owner.create(conceptId="zorb")["assetId"]
+    pictures = []
+    for side, centre in ((256, (200, 200)), (768, (384, 640))):
+        image = Image.new("RGB", (side, side), (128, 128, 128))
+        ImageDraw.Draw(image).regular_polygon((*centre, side * 0.1), 5, fill=(40, 190, 60))
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        pictures.append(out.getvalue())
+    body = owner.upload(asset_id, *pictures)
+    assert [_codes(item) for item in body["images"]] == [[], []]
+    assert [code for item in body["images"] for code in _warnings(item) if "duplicate" in code] == []
+
+
+def test_a_concept_word_toy_cannot_read_as_one_token_is_refused_at_creation(owner: Caller) -> None:
+    response = owner.post(json={"displayName": "Stars", "trainingMode": "subject", "conceptId": "starly",
+                                "baseModel": {"name": "toy"}})
+    assert response.status_code == 422
+    assert "concept_not_one_token" in response.text and "'starly'" in response.text and "'zorb'" in response.text

@@ -22,7 +22,7 @@ from ember.models_service import (
     add_images,
     delete_image,
     find_image,
-    image_issues,
+    image_findings,
     list_images,
     update_caption,
 )
@@ -35,7 +35,7 @@ FILES_FIELD = "files"
 
 def _listing(session: Session, runtime: Runtime, model: CustomModel) -> TrainingImageList:
     images = list_images(session, model)
-    issues = image_issues(model, images, runtime.settings)
+    issues = image_findings(model, images, runtime.settings)
     return TrainingImageList(
         images=[training_image_item(image, issues[image.id]) for image in images], total_count=len(images)
     )
@@ -46,7 +46,7 @@ def _upload(
 ) -> TrainingImageList:
     outcomes = add_images(session, runtime.blobs, runtime.settings, model, files)
     images = list_images(session, model)
-    issues = image_issues(model, images, runtime.settings)
+    issues = image_findings(model, images, runtime.settings)
     items: list[TrainingImageItem] = [
         training_image_item(outcome.image, issues[outcome.image.id])
         if outcome.image is not None
@@ -132,7 +132,7 @@ def patch_image(
     image_id: str, body: CaptionPatch, model: EditableModel, session: SessionDep, runtime: RuntimeDep
 ) -> TrainingImageItem:
     image = update_caption(session, model, _image(session, model, image_id), body.caption)
-    issues = image_issues(model, list_images(session, model), runtime.settings)
+    issues = image_findings(model, list_images(session, model), runtime.settings)
     return training_image_item(image, issues[image.id])
 
 

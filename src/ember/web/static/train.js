@@ -92,6 +92,12 @@ function imageProblems(errors) {
   return h("ul", { class: "problems", role: "alert" }, errors.map((e) => h("li", { dataset: { code: e.code } }, e.message)));
 }
 
+// Findings that do not block training (a caption to review, a possible copy): said, not alarmed.
+function imageWarnings(warnings) {
+  if (!warnings?.length) return null;
+  return h("ul", { class: "warnings" }, warnings.map((w) => h("li", { dataset: { code: w.code } }, w.message)));
+}
+
 // The draft's images, sample prompt and Train button; `onTrain(jobId)` runs once training is accepted.
 export async function draftEditor(container, model, onTrain) {
   const path = modelPath(model.assetId);
@@ -106,8 +112,10 @@ export async function draftEditor(container, model, onTrain) {
 
   const renderImages = (images) => {
     const flagged = images.filter((image) => image.errors.length).length;
+    const review = images.filter((image) => !image.errors.length && image.warnings?.length).length;
     count.textContent = `${images.length} image${images.length === 1 ? "" : "s"}`
-      + (flagged ? ` · ${flagged} need${flagged === 1 ? "s" : ""} attention` : "");
+      + (flagged ? ` · ${flagged} need${flagged === 1 ? "s" : ""} attention` : "")
+      + (review ? ` · ${review} to review` : "");
     mount(grid, images.map(imageCard));
   };
   const reload = async () => renderImages((await api("GET", `${path}/images`)).images);
@@ -126,6 +134,7 @@ export async function draftEditor(container, model, onTrain) {
       h("label", { for: caption.id }, `Caption for ${image.filename}`),
       caption,
       imageProblems(image.errors),
+      imageWarnings(image.warnings),
       h("div", { class: "actions" }, save, remove),
     );
     save.addEventListener("click", async () => {
