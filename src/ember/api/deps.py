@@ -12,9 +12,10 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.concurrency import run_in_threadpool
 
-from ember.api.errors import ApiError, database_unavailable
+from ember.api.errors import ApiError, concurrent_change, database_unavailable
 from ember.api.rate_limit import RateLimited
 from ember.api.runtime import Runtime
 from ember.identity import (
@@ -63,6 +64,9 @@ def _commit_and_close(session: Session) -> None:
     except OperationalError as error:
         session.rollback()
         raise database_unavailable() from error
+    except StaleDataError as error:  # a row this request updates was deleted by another request meanwhile
+        session.rollback()
+        raise concurrent_change() from error
     finally:
         session.close()
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -166,6 +167,19 @@ async def _on_database_error(_request: Request, error: Exception) -> JSONRespons
     return database_unavailable().response()
 
 
+def concurrent_change() -> ApiError:
+    """What a client sees when another request deleted or changed the rows this one was writing: nothing of it
+    was saved; reading the resource again shows what is there now."""
+    return ApiError(
+        409, "conflict", "Another request changed or deleted this resource at the same time; nothing was saved."
+    )
+
+
+async def _on_concurrent_change(_request: Request, error: Exception) -> JSONResponse:
+    log.info("concurrent change answered as 409: %s", error)
+    return concurrent_change().response()
+
+
 def internal_error() -> ApiError:
     """What a client sees of an unexpected exception: no detail (the log has it, under the request id)."""
     return ApiError(500, "runtime_error", "An internal error occurred.")
@@ -176,3 +190,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(OperationalError, _on_database_error)
+    app.add_exception_handler(StaleDataError, _on_concurrent_change)

@@ -20,6 +20,7 @@ WITH_JSON_BODY = {
     415: "The body is not application/json.",
 }
 WITH_INPUT = {422: "A parameter or a field of the body is not valid."}
+WRITES = {409: "Another request changed or deleted the resource at the same time: nothing was saved."}
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
 
@@ -39,6 +40,8 @@ def complete_document(document: dict[str, Any]) -> dict[str, Any]:
             if operation is None:
                 continue
             _add(operation, ANY_ROUTE)
+            if method != "get":
+                _add(operation, WRITES)
             body = operation.get("requestBody")
             if body is not None:
                 _add(operation, WITH_BODY)

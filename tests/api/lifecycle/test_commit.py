@@ -57,3 +57,29 @@ def test_a_share_revocation_the_database_cannot_commit_answers_503_and_the_share
     response = owner.delete(f"/{asset_id}/shares/{principal}")
     assert response.status_code == 503, response.text
     assert stranger.get(f"/{asset_id}").status_code == 200
+
+
+def test_a_patch_of_a_model_another_request_deletes_meanwhile_answers_409(
+    owner: Caller, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import create_engine, delete
+
+    from ember.api.routes import custom_models as routes
+    from ember.store.tables import CustomModel
+
+    asset_id = owner.create(displayName="Before")["assetId"]
+    update_model = routes.update_model
+
+    def deleted_meanwhile(session: object, model: CustomModel, **fields: object) -> None:
+        # Another request deletes the model after this one has loaded it and before it commits.
+        other = create_engine(settings.database_url)
+        with other.begin() as connection:
+            connection.execute(delete(CustomModel).where(CustomModel.id == model.id))
+        other.dispose()
+        update_model(session, model, **fields)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(routes, "update_model", deleted_meanwhile)
+    response = owner.patch(f"/{asset_id}", json={"displayName": "After"})
+    assert response.status_code == 409, response.text
+    assert response.json()["error_code"] == "conflict"
+    assert owner.get(f"/{asset_id}").status_code == 404
