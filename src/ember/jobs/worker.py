@@ -122,6 +122,7 @@ class EngineWorker:
             model_dir=Path(self.config.model_dir),
             work_root=Path(self.config.data_dir) / "work" / "training",
             region=self.config.region,
+            engine=self.engine,
         ).run()
 
     def _generate(self, job_id: str, spec: dict[str, Any]) -> str:
