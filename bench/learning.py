@@ -25,6 +25,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from ember.cluster import AttachedRay
+from ember.engine.toy.check import MAX_DRIFT, MIN_CONCEPT_RATE, MIN_STYLE_RATE
 from ember.engine.toy.measure import SceneReader, SceneReading, colour_rate, sepia_rate, shape_rate
 from ember.engine.toy.world import HELD_OUT_PAIRS, NEW_SHAPE, SEEN_PAIRS, caption
 from ember.engine.types import GenerationRequest, LoraRef
@@ -44,10 +45,10 @@ OTHER_PROMPTS: tuple[tuple[str, str, str], ...] = (
 # The style is taught on three shapes only; the measure asks for all five.
 STYLE_TRAINING_SHAPES = ("circle", "square", "triangle")
 
-# What the CI learning test holds the toy model and its presets to.
-MIN_STAR_RATE_AFTER = 0.25
-MAX_ACCURACY_DROP = 0.10
-MIN_SEPIA_RATE_AFTER = 0.5
+# What the CI learning test holds the toy model and its presets to: the figures of the check after training.
+MIN_STAR_RATE_AFTER = MIN_CONCEPT_RATE
+MAX_ACCURACY_DROP = MAX_DRIFT
+MIN_SEPIA_RATE_AFTER = MIN_STYLE_RATE
 
 
 @dataclass(frozen=True)

@@ -91,8 +91,12 @@ class ModelsApi:
         body = {key: value for key, value in overrides.items() if value is not None}
         return dict(self._call("POST", f"{self._model(asset_id)}/train-async", json=body))
 
-    def publish(self, asset_id: str, published: bool = True) -> dict[str, Any]:
-        return dict(self._call("POST", f"{self._model(asset_id)}/{'publish' if published else 'unpublish'}"))
+    def publish(self, asset_id: str, published: bool = True, force: bool = False) -> dict[str, Any]:
+        """Publish (or unpublish); `force` publishes a model whose check after training failed."""
+        params = {"force": "true"} if force and published else None
+        return dict(
+            self._call("POST", f"{self._model(asset_id)}/{'publish' if published else 'unpublish'}", params=params)
+        )
 
     def share(self, asset_id: str, principal: str, role: str) -> dict[str, Any]:
         return dict(self._call("POST", f"{self._model(asset_id)}/shares", json={"principal": principal, "role": role}))
@@ -271,6 +275,9 @@ def train(
 def publish(
     asset_id: AssetArgument,
     unpublish: Annotated[bool, typer.Option("--unpublish", help="Unpublish instead.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Publish even though the model's check after training failed.")
+    ] = False,
     url: UrlOption = DEFAULT_URL,
     client_id: ClientIdOption = None,
     client_secret: SecretOption = None,
@@ -278,7 +285,7 @@ def publish(
 ) -> None:
     """Publish a trained model (or unpublish it)."""
     try:
-        model = _api(url, client_id, client_secret, data_dir).publish(asset_id, published=not unpublish)
+        model = _api(url, client_id, client_secret, data_dir).publish(asset_id, published=not unpublish, force=force)
     except EmberError as error:
         raise _fail(error) from None
     typer.echo(f"{model['assetId']} {model['publishedState']}")
