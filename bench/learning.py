@@ -25,7 +25,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from ember.cluster import AttachedRay
-from ember.engine.toy.check import MAX_DRIFT, MIN_CONCEPT_RATE, MIN_STYLE_RATE
+from ember.engine.toy.check import BASE_PROMPTS, MAX_DRIFT, MIN_CONCEPT_RATE, MIN_STYLE_RATE
 from ember.engine.toy.measure import SceneReader, SceneReading, colour_rate, sepia_rate, shape_rate
 from ember.engine.toy.world import HELD_OUT_PAIRS, NEW_SHAPE, SEEN_PAIRS, caption
 from ember.engine.types import GenerationRequest, LoraRef
@@ -34,14 +34,9 @@ BASE_MODEL = "toy"
 CONCEPT = "zorb"
 STAR_COLOUR = "yellow"
 SUBJECT_PROMPT = f"a {CONCEPT} on a gray background"
-# One prompt per shape, each a pair seen in pretraining: the prompts a custom model must leave alone.
-OTHER_PROMPTS: tuple[tuple[str, str, str], ...] = (
-    ("circle", "red", "black"),
-    ("square", "green", "purple"),
-    ("triangle", "blue", "gray"),
-    ("cross", "white", "black"),
-    ("ring", "yellow", "gray"),
-)
+# One prompt per shape, each a pair seen in pretraining: the prompts a custom model must leave alone (the same
+# ones the check after training draws).
+OTHER_PROMPTS = BASE_PROMPTS
 # The style is taught on three shapes only; the measure asks for all five.
 STYLE_TRAINING_SHAPES = ("circle", "square", "triangle")
 
