@@ -195,15 +195,13 @@ def family_targets(base_model: str, model_dir: Path) -> list[str]:
         return list(spec.lora_target_modules)
     from diffusers import FluxTransformer2DModel
 
-    from ember.engine.families import FluxFamily
+    from ember.engine.families import flux_lora_targets
 
     with torch.device("meta"):
         transformer = FluxTransformer2DModel.from_config(
             FluxTransformer2DModel.load_config(str(resolve_model_path(spec, model_dir)), subfolder="transformer")
         )
-    holder = FluxFamily.__new__(FluxFamily)
-    holder.spec, holder.denoiser = spec, transformer
-    return holder.lora_targets()
+    return flux_lora_targets(transformer, spec.lora_target_modules)
 
 
 def build_full_size(model_dir: Path, family: str) -> None:

@@ -75,9 +75,6 @@ def flow_target(noise: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
 class Family:
     """The family-specific half of LoRA training; `train_lora` owns the loop, data and checkpoints."""
 
-    # Whether `train.export_kohya` writes a file kohya's loaders read for this family.
-    kohya_export = True
-
     denoiser: Any
     vae: Any
     noise_scheduler: Any
@@ -388,13 +385,20 @@ class SDXLFamily(Family):
         )
 
 
+def flux_lora_targets(transformer: Any, suffixes: tuple[str, ...]) -> list[str]:
+    """The layers of a FLUX transformer whose names end in one of the registry's suffixes, only inside the
+    transformer blocks (the top-level proj_out stays frozen): 418 on FLUX.1-dev."""
+    return [
+        name
+        for name, _ in transformer.named_modules()
+        if "transformer_blocks." in name and any(name == s or name.endswith("." + s) for s in suffixes)
+    ]
+
+
 class FluxFamily(Family):
     """train_dreambooth_lora_flux.py: latents shifted and scaled by the VAE's factors and packed 2×2 into
     tokens with their position ids, CLIP pooled + T5 sequence embeddings, rectified-flow noising at the
-    sampler's shifted noise levels, target `noise − latents`, the guidance embedding fed `training_guidance`.
-    Kohya's FLUX files use BFL's fused layer names (qkv, linear1), which `export_kohya` does not write yet."""
-
-    kohya_export = False
+    sampler's shifted noise levels, target `noise − latents`, the guidance embedding fed `training_guidance`."""
 
     def __init__(
         self, spec: BaseModelSpec, path: Path, device: str, weight_dtype: torch.dtype, guidance: float = 1.0
@@ -433,13 +437,7 @@ class FluxFamily(Family):
         self._free_text_pipeline()
 
     def lora_targets(self) -> list[str]:
-        """The registry's suffixes, only inside the transformer blocks (the top-level proj_out stays frozen)."""
-        suffixes = tuple(self.spec.lora_target_modules)
-        return [
-            name
-            for name, _ in self.denoiser.named_modules()
-            if "transformer_blocks." in name and any(name == s or name.endswith("." + s) for s in suffixes)
-        ]
+        return flux_lora_targets(self.denoiser, self.spec.lora_target_modules)
 
     def prediction_and_target(
         self,

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 MODES = ("subject", "style")
 LORA_FILE = "lora.safetensors"
-KOHYA_FILE = "lora.kohya.safetensors"
 CHECKPOINTS_KEPT = 2
 OPTIMIZERS = ("adamw", "adamw8bit")
 EXIF_ORIENTATION = 0x0112
@@ -124,7 +123,6 @@ class TrainResult:
     losses: list[float]
     samples: list[Path]
     resumed_from: int | None
-    kohya_path: Path | None = None
     captions: list[str] = field(default_factory=list)
 
 
@@ -267,7 +265,6 @@ def train_lora(
                 _save_checkpoint(checkpoints, step, unet, optimizer, losses)
 
     lora_path = _save_lora(family, work_dir / LORA_FILE)
-    kohya_path = export_kohya(lora_path, work_dir / KOHYA_FILE) if family.kohya_export else None
     _save_checkpoint(checkpoints, config.steps, unet, optimizer, losses)
     return TrainResult(
         lora_path=lora_path,
@@ -275,7 +272,6 @@ def train_lora(
         losses=losses,
         samples=samples,
         resumed_from=resumed_from,
-        kohya_path=kohya_path,
         captions=captions,
     )
 
@@ -600,28 +596,3 @@ def _save_lora(family: Family, target: Path) -> Path:
     family.save_lora(_lora_state(unet), unet.peft_config["default"].to_dict(), target)
     return target
 
-
-def export_kohya(lora_path: Path, out_path: Path) -> Path:
-    """Convert a diffusers-format LoRA to the kohya format (ComfyUI, AUTOMATIC1111), alpha included."""
-    import torch
-    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya, convert_unet_state_dict_to_peft
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    state = load_file(str(lora_path))
-    with safe_open(str(lora_path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    alpha: float | None = None
-    if "lora_adapter_metadata" in metadata:
-        adapter = json.loads(metadata["lora_adapter_metadata"])
-        alpha = adapter.get("unet.lora_alpha", adapter.get("lora_alpha"))
-    if not any(".lora_A." in key for key in state):
-        state = convert_unet_state_dict_to_peft(state)
-    kohya = convert_state_dict_to_kohya(state)
-    if alpha is not None:
-        for key in [k for k in kohya if k.endswith(".alpha")]:
-            kohya[key] = torch.tensor(float(alpha))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in kohya.items()}, str(out_path))
-    return out_path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,19 +69,25 @@ def test_kohya_weights_rename_every_module_and_carry_its_alpha(
     assert len(kohya) == 6
 
 
-def test_kohya_conversion_matches_the_engines_export(tmp_path: Path) -> None:
-    from ember.engine.train import export_kohya
+def test_kohya_conversion_matches_diffusers_own_conversion() -> None:
+    """The torch-free converter names and fills every entry as diffusers' `convert_state_dict_to_kohya` does,
+    with the file's alpha (else the rank, as diffusers writes it)."""
+    import torch
+    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
+    from safetensors.torch import load as load_torch
+
     from ember.lora_formats import to_kohya
 
     for alpha in (8.0, None):
-        source = tmp_path / "lora.safetensors"
-        source.write_bytes(diffusers_lora(rank=4, alpha=alpha))
-        expected = load(export_kohya(source, tmp_path / "kohya.safetensors").read_bytes())
-        converted = load(to_kohya(source.read_bytes()))
+        source = diffusers_lora(rank=4, alpha=alpha)
+        expected = convert_state_dict_to_kohya(load_torch(source))
+        if alpha is not None:
+            expected.update({key: torch.tensor(alpha) for key in expected if key.endswith(".alpha")})
+        converted = load_torch(to_kohya(source))
         assert converted.keys() == expected.keys()
         for key, value in expected.items():
-            assert converted[key].dtype == value.dtype
-            np.testing.assert_array_equal(converted[key], value)
+            assert converted[key].dtype == value.dtype, key
+            assert torch.equal(converted[key], value), key
 
 
 def test_a_file_that_is_no_diffusers_lora_cannot_be_converted(
