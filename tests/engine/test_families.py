@@ -176,10 +176,104 @@ def test_sdxl_kohya_export_draws_what_the_diffusers_file_draws(model_dir: Path, 
     assert np.abs(from_file - from_kohya).max() <= 2
 
 
+class FlippedFlowTarget(families.FluxFamily):
+    """The velocity's sign flipped: from the noise towards the picture."""
+
+    def target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return latents - noise
+
+
+class MissingTimeShift(families.FluxFamily):
+    """Noise levels drawn uniformly, without the sampler's time shift."""
+
+    def noise_levels(self, u: torch.Tensor, image_seq_len: int) -> torch.Tensor:
+        return u
+
+
+class UnpackedLatents(families.FluxFamily):
+    """The latent grid handed to the transformer by a plain reshape instead of FLUX's 2×2 patches."""
+
+    def pack(self, latents: torch.Tensor) -> torch.Tensor:
+        count, channels, height, width = latents.shape
+        return latents.reshape(count, channels * 4, height // 2 * width // 2).transpose(1, 2)
+
+    def unpack(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        return tokens.transpose(1, 2).reshape(len(tokens), -1, height, width)
+
+
+# Each wrong objective, and the part of the sampler's flow it departs from.
+BROKEN_OBJECTIVES: dict[str, tuple[type[families.FluxFamily], str]] = {
+    "flipped flow sign": (FlippedFlowTarget, "target"),
+    "missing time shift": (MissingTimeShift, "noise level"),
+    "unpacked latents": (UnpackedLatents, "prediction"),
+}
+
+
+def sampler_disagreements(recipe: type[families.FluxFamily], model_dir: Path) -> list[str]:
+    """Where a FLUX training objective departs from the flow `FluxPipeline`'s own sampler integrates, at the
+    test picture's size and at one point u of the sampler's schedule:
+
+    - noise level: the σ training noises to at u, against the σ the pipeline's scheduler has there;
+    - prediction: the family's prediction for the noisy picture, against the velocity the pipeline's own
+      Euler step takes from there (one step to the end: x₀ = x − σ·v);
+    - target: an Euler step along the target from σ to σ/2, against the noising path at σ/2.
+    """
+    from diffusers import FluxPipeline
+
+    spec = get_base_model("tiny-flux")
+    family = recipe(spec, resolve_model_path(spec, model_dir), "cpu", torch.float32)
+    pipeline = bare_pipeline("tiny-flux", model_dir)
+    latents = torch.from_numpy(picture_latents(pipeline))[None]
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(3))
+    conditioning = family.encode_captions([CAPTION])
+    count, channels, height, width = latents.shape
+    u = 0.4
+    sigma = float(family.noise_levels(torch.tensor([u]), (height // 2) * (width // 2))[0])
+    noisy = (1 - sigma) * latents + sigma * noise
+    packed = FluxPipeline._pack_latents(noisy, count, channels, height, width)
+    with torch.no_grad():
+        stepped = pipeline(
+            prompt_embeds=conditioning.hidden,
+            pooled_prompt_embeds=conditioning.pooled,
+            latents=packed,
+            sigmas=[u],
+            num_inference_steps=1,
+            guidance_scale=family.training_guidance,
+            width=SIZE,
+            height=SIZE,
+            output_type="latent",
+        ).images
+        batch = families.Batch(latents, conditioning, torch.zeros(1, 6))
+        predicted = family.predict(noisy, torch.tensor([sigma]), batch, None)
+    sampler_sigma = float(pipeline.scheduler.sigmas[0])
+    velocity = FluxPipeline._unpack_latents((packed - stepped) / sampler_sigma, SIZE, SIZE, pipeline.vae_scale_factor)
+    halfway = noisy + (sigma / 2 - sigma) * family.target(latents, noise, torch.tensor([sigma]))
+    found = []
+    if abs(sigma - sampler_sigma) > 1e-5:
+        found.append("noise level")
+    if float((predicted - velocity).abs().max()) > 1e-3 * float(velocity.abs().max()):
+        found.append("prediction")
+    if float((halfway - ((1 - sigma / 2) * latents + sigma / 2 * noise)).abs().max()) > 1e-5:
+        found.append("target")
+    return found
+
+
+def test_the_flux_objective_is_the_flow_the_sampler_integrates(model_dir: Path) -> None:
+    assert sampler_disagreements(families.FluxFamily, model_dir) == []
+
+
+@pytest.mark.parametrize("broken", BROKEN_OBJECTIVES)
+def test_a_wrong_flux_objective_departs_from_the_samplers_flow(broken: str, model_dir: Path) -> None:
+    recipe, departs_at = BROKEN_OBJECTIVES[broken]
+    assert departs_at in sampler_disagreements(recipe, model_dir)
+
+
 def test_a_flipped_flow_target_fails_the_sampling_check(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(families, "flow_target", lambda noise, latents: latents - noise)
+    """The sampling check catches the flipped sign (ratio 1.99 measured). It does not catch a missing time
+    shift (0.26) or unpacked latents (0.23): docs/engine.md says why; the flow check above does."""
+    monkeypatch.setitem(families.FAMILIES, "flux", FlippedFlowTarget)
     result = train_one_picture("tiny-flux", model_dir, tmp_path)
     assert latent_error_ratio("tiny-flux", model_dir, result.lora_path) > 0.5
 
