@@ -9,6 +9,7 @@ diffusers applies to kohya files in `load_lora_weights`: every module must come 
 
 from __future__ import annotations
 
+import runpy
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from ember.engine.registry import get_base_model
 from ember.lora_formats import InvalidLoraFile, to_kohya
 
 RANK = 2
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def random_lora(denoiser: Any, targets: list[str], rank: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -121,22 +123,12 @@ def sd15_unet() -> Any:
 
 
 def sdxl_unet() -> Any:
+    """stabilityai/stable-diffusion-xl-base-1.0's UNet, from the config bench/gpu.py builds it with."""
     from diffusers import UNet2DConditionModel
 
-    with torch.device("meta"):  # stabilityai/stable-diffusion-xl-base-1.0's unet config
-        return UNet2DConditionModel(
-            sample_size=128,
-            block_out_channels=(320, 640, 1280),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            transformer_layers_per_block=(1, 2, 10),
-            attention_head_dim=(5, 10, 20),
-            cross_attention_dim=2048,
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=256,
-            projection_class_embeddings_input_dim=2816,
-        )
+    config = runpy.run_path(str(REPOSITORY / "bench" / "gpu.py"))["SDXL_UNET"]
+    with torch.device("meta"):
+        return UNet2DConditionModel(**config)
 
 
 @pytest.mark.parametrize(("base_model", "build"), [("sd15", sd15_unet), ("sdxl", sdxl_unet)])
