@@ -176,6 +176,44 @@ def test_sdxl_kohya_export_draws_what_the_diffusers_file_draws(model_dir: Path, 
     assert np.abs(from_file - from_kohya).max() <= 2
 
 
+def bare_pixels(base_model: str, model_dir: Path, lora: Path | None) -> np.ndarray:
+    pipeline = bare_pipeline(base_model, model_dir)
+    if lora is not None:
+        pipeline.load_lora_weights(str(lora.parent), weight_name=lora.name)
+    image = pipeline(
+        CAPTION,
+        num_inference_steps=SAMPLE_STEPS,
+        guidance_scale=3.0,
+        width=SIZE,
+        height=SIZE,
+        generator=torch.Generator("cpu").manual_seed(7),
+    ).images[0]
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def test_flux_kohya_export_draws_what_the_diffusers_file_draws_with_fused_attention(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """diffusers' kohya FLUX loader hard-codes FLUX.1's single-block widths, so on tiny-flux only the double
+    blocks (fused q/k/v for image and text) can go through it; test_kohya.py covers the rest on FLUX.1's shapes."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    trained = train_one_picture("tiny-flux", model_dir, tmp_path / "train", steps=30).lora_path
+    with safe_open(str(trained), framework="pt") as handle:
+        metadata = handle.metadata()
+    layers = load_file(str(trained))
+    double_blocks = {k: v for k, v in layers.items() if k.startswith("transformer.transformer_blocks.")}
+    lora = tmp_path / "double.safetensors"
+    save_file(double_blocks, str(lora), metadata=metadata)
+    kohya = tmp_path / "double.kohya.safetensors"
+    kohya.write_bytes(to_kohya(lora.read_bytes()))
+    assert any(key.endswith("_img_attn_qkv.lora_up.weight") for key in load_file(str(kohya)))
+    from_file, from_kohya = bare_pixels("tiny-flux", model_dir, lora), bare_pixels("tiny-flux", model_dir, kohya)
+    assert np.abs(from_file - from_kohya).max() <= 2
+    assert np.abs(from_file - bare_pixels("tiny-flux", model_dir, None)).mean() > 1.0
+
+
 class FlippedFlowTarget(families.FluxFamily):
     """The velocity's sign flipped: from the noise towards the picture."""
 
