@@ -3,7 +3,8 @@
 One class per family, each following diffusers' own DreamBooth-LoRA script for it:
 `train_text_to_image_lora.py` (sd), `train_dreambooth_lora_sdxl.py` (sdxl), `train_dreambooth_lora_flux.py`
 (flux). `train.train_lora` runs the same loop for all of them; a family only says how a picture becomes a
-latent, a caption becomes conditioning, and a noisy latent becomes a prediction and its target.
+latent and a caption conditioning, and its objective in the order of diffusers' loop: `add_noise` (noisy latents
+and the timesteps the denoiser is told), `predict`, `target`. `FAMILIES` maps the registry's family names to them.
 """
 
 from __future__ import annotations
