@@ -228,6 +228,17 @@ class MissingTimeShift(families.FluxFamily):
         return u
 
 
+class UnshiftedTimestep(families.FluxFamily):
+    """Noise at the shifted level, but the transformer told the level before the shift."""
+
+    def add_noise(
+        self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        u = torch.rand(len(latents), generator=generator)
+        sigmas = self.noise_levels(u, latents.shape[2] * latents.shape[3] // 4).view(-1, 1, 1, 1)
+        return (1 - sigmas) * latents + sigmas * noise, u
+
+
 class UnpackedLatents(families.FluxFamily):
     """The latent grid handed to the transformer by a plain reshape instead of FLUX's 2×2 patches."""
 
@@ -243,6 +254,7 @@ class UnpackedLatents(families.FluxFamily):
 BROKEN_OBJECTIVES: dict[str, tuple[type[families.FluxFamily], str]] = {
     "flipped flow sign": (FlippedFlowTarget, "target"),
     "missing time shift": (MissingTimeShift, "noise level"),
+    "unshifted timestep": (UnshiftedTimestep, "noising"),
     "unpacked latents": (UnpackedLatents, "prediction"),
 }
 
@@ -251,6 +263,8 @@ def sampler_disagreements(recipe: type[families.FluxFamily], model_dir: Path) ->
     """Where a FLUX training objective departs from the flow `FluxPipeline`'s own sampler integrates, at the
     test picture's size and at one point u of the sampler's schedule:
 
+    - noising: the noisy latents training makes, against the point of the path from the picture to the noise
+      at the level the transformer is told;
     - noise level: the σ training noises to at u, against the σ the pipeline's scheduler has there;
     - prediction: the family's prediction for the noisy picture, against the velocity the pipeline's own
       Euler step takes from there (one step to the end: x₀ = x − σ·v);
@@ -286,7 +300,10 @@ def sampler_disagreements(recipe: type[families.FluxFamily], model_dir: Path) ->
     sampler_sigma = float(pipeline.scheduler.sigmas[0])
     velocity = FluxPipeline._unpack_latents((packed - stepped) / sampler_sigma, SIZE, SIZE, pipeline.vae_scale_factor)
     halfway = noisy + (sigma / 2 - sigma) * family.target(latents, noise, torch.tensor([sigma]))
+    drawn, told = family.add_noise(latents, noise, torch.Generator().manual_seed(4))
     found = []
+    if float((drawn - ((1 - told.view(-1, 1, 1, 1)) * latents + told.view(-1, 1, 1, 1) * noise)).abs().max()) > 1e-5:
+        found.append("noising")
     if abs(sigma - sampler_sigma) > 1e-5:
         found.append("noise level")
     if float((predicted - velocity).abs().max()) > 1e-3 * float(velocity.abs().max()):
