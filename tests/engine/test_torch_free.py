@@ -13,7 +13,7 @@ TORCH_FREE = [
     "ember.engine.captioning",
     "ember.engine.types",
     "ember.engine.tokenizer",
-    "ember.engine.cli",
+    "ember.cli.engine",
 ]
 
 

@@ -14,6 +14,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from ember.validation import validation_entry
+
 log = logging.getLogger("ember.api")
 ERROR_CODES_BY_STATUS = {
     400: "bad_request",
@@ -72,9 +74,7 @@ class BodyTooLarge(StarletteHTTPException):
 
 def validation_error(loc: Sequence[str | int], msg: str, type_: str, ctx: Mapping[str, Any] | None = None) -> ApiError:
     """A 422 for one bad field, shaped like the framework's own validation errors."""
-    entry: dict[str, Any] = {"loc": list(loc), "msg": msg, "type": type_}
-    if ctx:
-        entry["ctx"] = dict(ctx)
+    entry = validation_entry(loc, msg, type_, ctx)
     return ApiError(422, "validation_error", "Request validation failed.", validation_errors=[entry])
 
 
@@ -90,15 +90,15 @@ def wire_validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     """Framework validation errors as `{"loc", "msg", "type", "ctx"?}` (no echo of the input)."""
     shaped: list[dict[str, Any]] = []
     for error in errors:
-        entry: dict[str, Any] = {
-            "loc": [_plain(part) for part in error.get("loc", ())],
-            "msg": str(error.get("msg", "")),
-            "type": str(error.get("type", "")),
-        }
         ctx = error.get("ctx")
-        if ctx:
-            entry["ctx"] = {str(key): _plain(value) for key, value in ctx.items()}
-        shaped.append(entry)
+        shaped.append(
+            validation_entry(
+                [_plain(part) for part in error.get("loc", ())],
+                str(error.get("msg", "")),
+                str(error.get("type", "")),
+                {str(key): _plain(value) for key, value in ctx.items()} if ctx else None,
+            )
+        )
     return shaped
 
 

@@ -17,15 +17,8 @@ from ember.api.errors import ApiError, validation_error
 from ember.api.routes.custom_models import MODEL_ERRORS, EditableModel, LifecycleRoute
 from ember.api.runtime import Runtime
 from ember.api.schemas import CaptionPatch, TrainingImageItem, TrainingImageList
-from ember.models_service import (
-    ImageNotFound,
-    add_images,
-    delete_image,
-    find_image,
-    image_findings,
-    list_images,
-    update_caption,
-)
+from ember.custom_models.images import add_images, delete_image, find_image, image_findings, list_images, update_caption
+from ember.custom_models.lifecycle import ImageNotFound
 from ember.store.tables import CustomModel, TrainingImage
 
 router = APIRouter(prefix="/v3/custom-models/{asset_id}/images", tags=["custom models"], route_class=LifecycleRoute)

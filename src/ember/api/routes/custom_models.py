@@ -26,11 +26,8 @@ from ember.api.schemas import (
     ListingLinks,
     TrainingOverrides,
 )
-from ember.jobs.dispatch import EngineUnavailable
-from ember.jobs.webhooks import subscribe
-from ember.jobs.wire import JobAccepted
-from ember.lora_formats import InvalidLoraFile
-from ember.models_service import (
+from ember.api.wire import JobAccepted
+from ember.custom_models.lifecycle import (
     Access,
     AccessDenied,
     ImageNotFound,
@@ -43,11 +40,14 @@ from ember.models_service import (
     delete_model,
     find_model,
     publish,
-    start_training,
     unpublish,
     update_model,
     weights,
 )
+from ember.custom_models.training import start_training
+from ember.jobs.dispatch import EngineUnavailable
+from ember.jobs.webhooks import subscribe
+from ember.lora_formats import InvalidLoraFile
 from ember.store.custom_models import ListingFilter, SortKey, list_models
 from ember.store.tables import CustomModel
 

@@ -13,12 +13,12 @@ from ember.api.routes.jobs import url_signer
 from ember.api.routes.webhooks import requested_webhook
 from ember.api.runtime import Runtime
 from ember.api.schemas import ErrorBody
+from ember.api.submission import CustomModelNotFound, InvalidGeneration, Submission, prepare
+from ember.api.views import generation_result
+from ember.api.wire import GenerateImagesRequest, GenerationResult, JobAccepted
 from ember.jobs.dispatch import EngineUnavailable
 from ember.jobs.records import FINAL_STATES, CancelRefused, create_job, current_state, request_cancel
-from ember.jobs.submission import CustomModelNotFound, InvalidGeneration, Submission, prepare
-from ember.jobs.views import generation_result
 from ember.jobs.webhooks import subscribe
-from ember.jobs.wire import GenerateImagesRequest, GenerationResult, JobAccepted
 from ember.store.database import transaction
 from ember.store.tables import Job, JobKind, JobState
 
@@ -61,7 +61,7 @@ def _submit(
         org_id=principal.org_id,
         client_pk=principal.client_pk,
         kind=JobKind.generate,
-        request=submission.spec,
+        request=submission.job.to_json(),
         custom_model_id=submission.custom_model_id,
     )
     if webhook is not None:
