@@ -2,7 +2,7 @@
 headers, uploads and wire rules), the SDK and CLI, the workers and the custom-model package. It imports nothing.
 
 The engine keeps its own copy (`ember.engine.generate.MIMETYPES`, `MAX_SEED`), since it imports nothing else of
-Ember; tests/test_imports.py keeps the two equal."""
+Ember; tests/test_architecture.py keeps the two equal."""
 
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ TORCH_FREE = [
     "ember.engine.captioning",
     "ember.engine.types",
     "ember.engine.tokenizer",
+    "ember.engine.images",
+    "ember.uploads",
     "ember.cli.engine",
 ]
 

@@ -22,6 +22,7 @@ from ember.custom_models.lifecycle import (
     touch,
 )
 from ember.media import SUFFIXES
+from ember.store.database import after_commit
 from ember.store.tables import (
     CustomModel,
     TrainingImage,
@@ -238,5 +239,4 @@ def delete_image(session: Session, blobs: BlobStore, model: CustomModel, image: 
     key = image.blob_key
     session.delete(image)
     touch(model)
-    session.commit()
-    blobs.delete(key)
+    after_commit(session, lambda: blobs.delete(key))

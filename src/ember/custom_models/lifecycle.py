@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -21,6 +22,7 @@ from ember.blobs import BlobNotFound, BlobStore
 from ember.config import Settings
 from ember.jobs.records import ACTIVE_STATES
 from ember.store.custom_models import Viewer, visible_to
+from ember.store.database import after_commit
 from ember.store.tables import (
     ApiClient,
     CustomModel,
@@ -37,7 +39,6 @@ from ember.store.tables import (
     TrainingState,
     utcnow,
 )
-from ember.validation import validation_entry
 
 if TYPE_CHECKING:
     from ember.engine.dataset import DatasetRules
@@ -85,12 +86,28 @@ class LifecycleConflict(LifecycleError):
         self.message = message
 
 
-class InvalidInput(LifecycleError):
-    """Rules broken by the request or by the model's content; each entry is a wire validation error."""
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: the field it concerns (named as the API names the model's fields: `("conceptId",)`,
+    `("baseModel", "name")`, `("images", <image id>, "caption")`), a message for people and a stable code."""
 
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("; ".join(str(error["msg"]) for error in errors))
-        self.errors = errors
+    field: tuple[str | int, ...]
+    message: str
+    code: str
+
+
+def problem(field: Sequence[str | int], message: str, code: str) -> Problem:
+    return Problem(tuple(field), message, code)
+
+
+class InvalidInput(LifecycleError):
+    """Rules broken by the request (`in_request`: the fields are the request body's) or by the model's content
+    (the fields are the model's, as a training request finds them)."""
+
+    def __init__(self, problems: list[Problem], *, in_request: bool) -> None:
+        super().__init__("; ".join(item.message for item in problems))
+        self.problems = problems
+        self.in_request = in_request
 
 
 class WeightsUnavailable(LifecycleError):
@@ -212,15 +229,15 @@ def refuse_while_training(session: Session, model: CustomModel, action: str) -> 
 # --- create, edit, delete -----------------------------------------------------------------------------------
 
 
-def concept_errors(mode: TrainingMode, concept: str, loc: list[str | int]) -> list[dict[str, Any]]:
+def concept_errors(mode: TrainingMode, concept: str, field: list[str | int]) -> list[Problem]:
     if mode is not TrainingMode.subject:
         return []
     if not concept:
-        return [validation_entry(loc, "Subject mode needs a concept word (conceptId).", "missing")]
+        return [problem(field, "Subject mode needs a concept word (conceptId).", "missing")]
     if not CONCEPT_PATTERN.match(concept):
         return [
-            validation_entry(
-                loc,
+            problem(
+                field,
                 "The concept word must start and end with a letter or digit and hold only letters, digits, "
                 "spaces, hyphens and apostrophes.",
                 "string_pattern_mismatch",
@@ -230,24 +247,24 @@ def concept_errors(mode: TrainingMode, concept: str, loc: list[str | int]) -> li
 
 
 def _concept_token_errors(
-    mode: TrainingMode, concept: str, spec: BaseModelSpec | None, loc: list[str | int]
-) -> list[dict[str, Any]]:
+    mode: TrainingMode, concept: str, spec: BaseModelSpec | None, field: list[str | int]
+) -> list[Problem]:
     """A concept word the base model's text encoder cannot read as one token is refused when the model is made."""
     from ember.engine.captioning import concept_refusal
 
     if mode is not TrainingMode.subject or not concept or spec is None:
         return []
     reason = concept_refusal(concept, spec)
-    return [validation_entry(loc, reason, "concept_not_one_token")] if reason else []
+    return [problem(field, reason, "concept_not_one_token")] if reason else []
 
 
-def sample_prompt_errors(mode: TrainingMode, concept: str, prompt: str, loc: list[str | int]) -> list[dict[str, Any]]:
+def sample_prompt_errors(mode: TrainingMode, concept: str, prompt: str, field: list[str | int]) -> list[Problem]:
     from ember.engine.captioning import contains_concept
 
     if mode is TrainingMode.subject and prompt.strip() and concept and not contains_concept(prompt, concept):
         return [
-            validation_entry(
-                loc,
+            problem(
+                field,
                 f"In subject mode the sample prompt must contain the concept word {concept!r}.",
                 "sample_prompt_missing_concept",
             )
@@ -272,36 +289,36 @@ def create_model(
     """A new draft model of the caller's organization; every broken rule is reported at once."""
     mode = TrainingMode(training_mode)
     concept = concept_id.strip() if mode is TrainingMode.subject else ""
-    errors = concept_errors(mode, concept, ["body", "conceptId"])
+    errors = concept_errors(mode, concept, ["conceptId"])
     name = base_model_name or settings.default_base_model
     spec = base_model_spec(name)
     if spec is None:
-        errors.append(validation_entry(
-            ["body", "baseModel", "name"], f"Unknown base model {name!r}.", "unknown_base_model"
+        errors.append(problem(
+            ["baseModel", "name"], f"Unknown base model {name!r}.", "unknown_base_model"
         ))
     elif not spec.trainable:
         errors.append(
-            validation_entry(
-                ["body", "baseModel", "name"],
+            problem(
+                ["baseModel", "name"],
                 f"Ember cannot train on {spec.display_name}: {spec.untrainable_reason or 'it has no training recipe'}.",
                 "not_trainable",
             )
         )
     elif base_model_version is not None and base_model_version != spec.version:
         errors.append(
-            validation_entry(
-                ["body", "baseModel", "version"],
+            problem(
+                ["baseModel", "version"],
                 f"{spec.display_name} is at version {spec.version!r}.",
                 "unknown_base_model_version",
             )
         )
     if not errors:
-        errors.extend(_concept_token_errors(mode, concept, spec, ["body", "conceptId"]))
+        errors.extend(_concept_token_errors(mode, concept, spec, ["conceptId"]))
     project = _project(session, viewer, client_pk, project_id, errors)
     if not errors:
-        errors.extend(sample_prompt_errors(mode, concept, sample_prompt, ["body", "samplePrompt"]))
+        errors.extend(sample_prompt_errors(mode, concept, sample_prompt, ["samplePrompt"]))
     if errors:
-        raise InvalidInput(errors)
+        raise InvalidInput(errors, in_request=True)
     assert spec is not None
     now = utcnow()
     model = CustomModel(
@@ -332,7 +349,7 @@ def _project(
     viewer: Viewer,
     client_pk: uuid.UUID | None,
     project_id: str | None,
-    errors: list[dict[str, Any]],
+    errors: list[Problem],
 ) -> uuid.UUID | None:
     """The named project of the caller's organization, else the calling client's own project (none for a user)."""
     if project_id is None:
@@ -345,8 +362,8 @@ def _project(
         wanted = None
     project = session.get(Project, wanted) if wanted is not None else None
     if project is None or project.org_id != viewer.org_id:
-        errors.append(validation_entry(
-            ["body", "projectId"], "No project of this organization has that id.", "unknown_project"
+        errors.append(problem(
+            ["projectId"], "No project of this organization has that id.", "unknown_project"
         ))
         return None
     return project.id
@@ -361,7 +378,7 @@ def update_model(
     concept_id: str | None = None,
 ) -> CustomModel:
     """Apply the given fields; the concept word may change only while the model is a draft."""
-    errors: list[dict[str, Any]] = []
+    errors: list[Problem] = []
     concept = model.concept_id
     if concept_id is not None and concept_id.strip() != model.concept_id:
         if model.training_state is not TrainingState.draft:
@@ -369,15 +386,15 @@ def update_model(
                 "model_not_draft", "The concept word can only change while the model is a draft (never trained)."
             )
         concept = concept_id.strip() if model.training_mode is TrainingMode.subject else ""
-        errors.extend(concept_errors(model.training_mode, concept, ["body", "conceptId"]))
+        errors.extend(concept_errors(model.training_mode, concept, ["conceptId"]))
         if not errors:
             spec = base_model_spec(model.base_model_name)
-            errors.extend(_concept_token_errors(model.training_mode, concept, spec, ["body", "conceptId"]))
+            errors.extend(_concept_token_errors(model.training_mode, concept, spec, ["conceptId"]))
     prompt = model.sample_prompt if sample_prompt is None else sample_prompt.strip()
     if sample_prompt is not None and not errors:
-        errors.extend(sample_prompt_errors(model.training_mode, concept, prompt, ["body", "samplePrompt"]))
+        errors.extend(sample_prompt_errors(model.training_mode, concept, prompt, ["samplePrompt"]))
     if errors:
-        raise InvalidInput(errors)
+        raise InvalidInput(errors, in_request=True)
     changed = False
     if display_name is not None and display_name.strip() != model.display_name:
         model.display_name = display_name.strip()
@@ -401,9 +418,11 @@ def delete_model(session: Session, blobs: BlobStore, model: CustomModel) -> None
     keys += session.scalars(select(CustomModelVersion.lora_blob_key).where(CustomModelVersion.model_id == model.id))
     session.delete(model)
     # Rows go first: a blob left behind by a failed delete is waste, a row pointing at no blob is an error.
-    session.commit()
-    for key in keys:
-        blobs.delete(key)
+    def delete_blobs() -> None:
+        for key in keys:
+            blobs.delete(key)
+
+    after_commit(session, delete_blobs)
 
 
 

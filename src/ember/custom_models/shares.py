@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ember.custom_models.lifecycle import InvalidInput, ShareNotFound, touch
+from ember.custom_models.lifecycle import InvalidInput, ShareNotFound, problem, touch
 from ember.store.tables import (
     ApiClient,
     CustomModel,
@@ -18,7 +18,6 @@ from ember.store.tables import (
     User,
     utcnow,
 )
-from ember.validation import validation_entry
 
 if TYPE_CHECKING:
     pass
@@ -58,20 +57,20 @@ def add_share(session: Session, model: CustomModel, principal: str, role: str) -
     resolved = _resolve_principal(session, principal)
     if resolved is None:
         raise InvalidInput(
-            [validation_entry(
-                ["body", "principal"], "No technical account or user has that id or email.", "unknown_principal"
-            )]
+            [problem(["principal"], "No technical account or user has that id or email.", "unknown_principal")],
+            in_request=True,
         )
     kind, value, principal_org = resolved
     if principal_org == model.org_id:
         raise InvalidInput(
             [
-                validation_entry(
-                    ["body", "principal"],
+                problem(
+                    ["principal"],
                     "That principal belongs to the organization that owns the model and has full access already.",
                     "principal_in_owning_organization",
                 )
-            ]
+            ],
+            in_request=True,
         )
     share = session.scalar(
         select(Share).where(Share.model_id == model.id, Share.principal_kind == kind, Share.principal_value == value)

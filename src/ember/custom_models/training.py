@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -13,9 +13,11 @@ from ember.custom_models.images import TOO_MANY_IMAGES, image_issues, list_image
 from ember.custom_models.lifecycle import (
     InvalidInput,
     ModelNotFound,
+    Problem,
     base_model_spec,
     concept_errors,
     dataset_rules,
+    problem,
     refuse_while_training,
     sample_prompt_errors,
     settle_training_state,
@@ -32,7 +34,6 @@ from ember.store.tables import (
     TrainingState,
     utcnow,
 )
-from ember.validation import validation_entry
 
 if TYPE_CHECKING:
     pass
@@ -42,14 +43,14 @@ if TYPE_CHECKING:
 # --- training -----------------------------------------------------------------------------------------------
 
 
-def training_errors(session: Session, settings: Settings, model: CustomModel) -> list[dict[str, Any]]:
-    """Every training rule the model breaks now, per image and per model, as wire validation errors."""
+def training_errors(session: Session, settings: Settings, model: CustomModel) -> list[Problem]:
+    """Every training rule the model breaks now, per image and per model."""
     rules = dataset_rules(settings)
     images = list_images(session, model)
-    errors: list[dict[str, Any]] = []
+    errors: list[Problem] = []
     if len(images) < rules.min_count:
         errors.append(
-            validation_entry(
+            problem(
                 ["images"],
                 f"The model has {len(images)} images; at least {rules.min_count} are needed to train.",
                 "too_few_images",
@@ -57,7 +58,7 @@ def training_errors(session: Session, settings: Settings, model: CustomModel) ->
         )
     if len(images) > rules.max_count:
         errors.append(
-            validation_entry(
+            problem(
                 ["images"],
                 f"The model has {len(images)} images; at most {rules.max_count} are allowed.",
                 TOO_MANY_IMAGES,
@@ -65,18 +66,18 @@ def training_errors(session: Session, settings: Settings, model: CustomModel) ->
         )
     for image_id, issues in image_issues(model, images, settings).items():
         for issue in issues:
-            loc: list[str | int] = ["images", str(image_id)]
+            field: list[str | int] = ["images", str(image_id)]
             if issue.code.startswith("caption_"):
-                loc.append("caption")
-            errors.append(validation_entry(loc, issue.message, issue.code))
+                field.append("caption")
+            errors.append(problem(field, issue.message, issue.code))
     errors += concept_errors(model.training_mode, model.concept_id, ["conceptId"])
     if not model.sample_prompt.strip():
-        errors.append(validation_entry(["samplePrompt"], "A sample prompt is required before training.", "missing"))
+        errors.append(problem(["samplePrompt"], "A sample prompt is required before training.", "missing"))
     else:
         errors += sample_prompt_errors(model.training_mode, model.concept_id, model.sample_prompt, ["samplePrompt"])
     if base_model_spec(model.base_model_name) is None:
         errors.append(
-            validation_entry(
+            problem(
                 ["baseModel"], f"The base model {model.base_model_name!r} is not available.", "unknown_base_model"
             )
         )
@@ -97,7 +98,7 @@ def start_training(
     refuse_while_training(session, model, "start another training")
     errors = training_errors(session, settings, model)
     if errors:
-        raise InvalidInput(errors)
+        raise InvalidInput(errors, in_request=False)
     from ember.engine.captioning import ensure_concept, trim_caption
 
     concept = model.concept_id if model.training_mode is TrainingMode.subject else None
