@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ember.jobs import worker
+from ember.worker import actor as worker
 
 PROBE = "import os; from ember.worker.actor import _take_priority; _take_priority(0); print(os.getpriority(0, 0))"
 
