@@ -1,10 +1,9 @@
-"""Turning a validated generation request into a stored job spec: model version and mimetype headers,
-the custom models the caller may use (with their weights), uploaded references, seeds, and the concept-word
-warning."""
+"""Turning a validated generation request into a `GenerationJob` (`ember.jobs.payloads`): model version and
+mimetype headers, the custom models the caller may use (with their weights), uploaded references, seeds, and the
+concept-word warning."""
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from ember.api.wire import (
     cross_field_errors,
 )
 from ember.config import Settings
+from ember.custom_models.lifecycle import prompt_names_concept
 from ember.jobs.payloads import GenerationJob, ImageRef, LoraChoice
 from ember.media import DEFAULT_MIMETYPE, MAX_SEED
 from ember.store.custom_models import Viewer, visible_to
@@ -142,9 +142,7 @@ def prepare(
 def concept_warning(model: CustomModel, prompt: str) -> dict[str, str] | None:
     """A subject-mode model's concept word missing from the prompt: the job still runs, with a warning."""
     concept = model.concept_id.strip()
-    if model.training_mode is not TrainingMode.subject or not concept:
-        return None
-    if re.search(rf"(?<!\w){re.escape(concept)}(?!\w)", prompt, flags=re.IGNORECASE):
+    if model.training_mode is not TrainingMode.subject or not concept or prompt_names_concept(prompt, concept):
         return None
     return {
         "code": "concept_missing",

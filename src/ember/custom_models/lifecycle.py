@@ -258,6 +258,13 @@ def _concept_token_errors(
     return [problem(field, reason, "concept_not_one_token")] if reason else []
 
 
+def prompt_names_concept(prompt: str, concept: str) -> bool:
+    """Whether a prompt (or a caption) carries the concept word as a word of its own, in any case."""
+    from ember.engine.captioning import contains_concept
+
+    return contains_concept(prompt, concept)
+
+
 def sample_prompt_errors(mode: TrainingMode, concept: str, prompt: str, field: list[str | int]) -> list[Problem]:
     from ember.engine.captioning import contains_concept
 
