@@ -17,7 +17,7 @@ from ember.api.schemas import (
     ShareItem,
     TrainingImageItem,
 )
-from ember.models_service import ImageFindings, Issue
+from ember.custom_models.images import ImageFindings, Issue
 from ember.store.tables import CustomModel, Share, TrainingImage
 
 # What an asset id looks like, as the OpenAPI document states it for parameters that take one.

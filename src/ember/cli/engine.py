@@ -7,12 +7,14 @@ from pathlib import Path
 import typer
 
 from ember.engine.toy.cli import app as toy_app
+from ember.media import IMAGE_TYPES
 
 app = typer.Typer(help="Run the engine directly: generate, train, caption, check datasets.", no_args_is_help=True)
 app.add_typer(toy_app, name="toy")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-FORMATS = {"jpeg": ("image/jpeg", "jpg"), "png": ("image/png", "png"), "webp": ("image/webp", "webp")}
+KOHYA_FILE = "lora.kohya.safetensors"
+FORMATS = {mimetype.removeprefix("image/"): (mimetype, ext) for mimetype, (_, ext) in IMAGE_TYPES.items()}
 
 
 def _base_model(name: str | None) -> str:
@@ -228,8 +230,12 @@ def train(
     if result.resumed_from:
         typer.echo(f"resumed from step {result.resumed_from}")
     typer.echo(f"LoRA: {result.lora_path}")
-    if result.kohya_path:
-        typer.echo(f"kohya: {result.kohya_path}")
+    # The one kohya converter is torch-free and shared with the API's weights download.
+    from ember.lora_formats import to_kohya
+
+    kohya_path = result.lora_path.with_name(KOHYA_FILE)
+    kohya_path.write_bytes(to_kohya(result.lora_path.read_bytes()))
+    typer.echo(f"kohya: {kohya_path}")
 
 
 @app.command()
