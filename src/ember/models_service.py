@@ -619,12 +619,14 @@ def training_errors(session: Session, settings: Settings, model: CustomModel) ->
                 TOO_MANY_IMAGES,
             )
         )
+    filenames = {image.id: image.filename or "an image" for image in images}
     for image_id, issues in image_issues(model, images, settings).items():
         for issue in issues:
             loc: list[str | int] = ["images", str(image_id)]
             if issue.code.startswith("caption_"):
                 loc.append("caption")
-            errors.append(_error(loc, issue.message, issue.code))
+            # The file is named: a message read away from the image (a list of what blocks training) says which.
+            errors.append(_error(loc, f"{filenames[image_id]}: {issue.message}", issue.code))
     errors += _concept_errors(model.training_mode, model.concept_id, ["conceptId"])
     if not model.sample_prompt.strip():
         errors.append(_error(["samplePrompt"], "A sample prompt is required before training.", "missing"))
