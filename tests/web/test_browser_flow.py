@@ -1,6 +1,7 @@
 """The web UI end to end in headless chromium against `ember serve`: sign in, create a project, train a subject
 model, fix what the UI flags, publish, share with another organization's technical account, preview and test;
-then that account lists the model over the API and generates with it."""
+then that account lists the model over the API and generates with it. (`test_browser_product.py` walks the
+gallery's actions, the training-set summary, cancelling, retraining and deleting.)"""
 
 from __future__ import annotations
 
@@ -177,16 +178,23 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
     walk.shot("shared")
     dialog.get_by_role("button", name="Done").click()
 
-    # Preview: the sample prompt runs at once; then a prompt with two seeds and a style preset; a download.
+    # Preview: nothing runs until asked; then a prompt with two seeds and two style presets; a download.
     outputs = page.locator(".outputs li")
-    expect(outputs).to_have_count(1, timeout=60_000)
+    expect(page.get_by_role("button", name="Generate")).to_be_enabled()
+    expect(outputs).to_have_count(0)
     page.get_by_label("Prompt", exact=True).fill(f"{CONCEPT} on a beach at golden hour")
     page.get_by_label("Seeds (optional)").fill("7, 8")
+    expect(page.get_by_label("Variations")).to_be_disabled()  # the seeds decide how many images come back
     page.get_by_text("Style", exact=True).click()
-    page.get_by_label("Style presets", exact=True).select_option(["golden_hour", "cinematic"])
+    page.get_by_label("Find a style").fill("golden")
+    page.get_by_label("Golden hour").check()
+    page.get_by_label("Find a style").fill("cinem")
+    page.get_by_label("Cinematic").check()
+    expect(page.get_by_text("Chosen: Golden hour, Cinematic")).to_be_visible()
     page.get_by_role("button", name="Generate").click()
-    expect(outputs).to_have_count(3, timeout=60_000)
+    expect(outputs).to_have_count(2, timeout=60_000)
     expect(outputs.first).to_contain_text("seed 7")
+    expect(outputs.first).to_contain_text(f"{CONCEPT} on a beach at golden hour")
     with page.expect_download() as download:
         outputs.first.get_by_role("link", name=re.compile("Download")).click()
     assert download.value.suggested_filename == "ember-7.png"
@@ -194,7 +202,7 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
 
     # History and the gallery, at desktop and phone widths.
     page.get_by_role("navigation").get_by_role("link", name="History").click()
-    expect(page.locator("table.jobs tbody tr")).to_have_count(3)
+    expect(page.locator("table.jobs tbody tr")).to_have_count(2)  # the training and the one generation asked for
     walk.shot("history")
     page.get_by_role("navigation").get_by_role("link", name="Custom models").click()
     card = page.locator(".model-card", has_text="Router")
@@ -203,7 +211,7 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
     walk.shot("gallery")
     page.set_viewport_size({"width": 390, "height": 844})
     walk.shot("gallery-phone")
-    card.get_by_role("link").click()
+    card.get_by_role("link", name="Open Router").click()
     expect(page.get_by_role("heading", name="Preview and test")).to_be_visible()
     walk.shot("model-phone")
     assert problems == []
