@@ -226,6 +226,10 @@ def test_a_user_manages_a_style_model_from_draft_to_deletion_in_the_browser(
     page.get_by_label("Training steps").fill(SHORT_RUN_STEPS)
     page.get_by_role("button", name="Train again").click()
     expect(page.get_by_label("Training progress")).to_be_visible()
+    stepping = page.locator("#training-step", has_text="loss")
+    expect(stepping.or_(page.get_by_role("heading", name="Preview and test"))).to_be_visible(
+        timeout=TRAINING_TIMEOUT_MS
+    )
     walk.shot("training")
     finished = page.get_by_role("heading", name="Preview and test").or_(page.locator(".notice.error"))
     expect(finished).to_be_visible(timeout=TRAINING_TIMEOUT_MS)
@@ -307,4 +311,25 @@ def test_a_user_manages_a_style_model_from_draft_to_deletion_in_the_browser(
     page.get_by_role("dialog").get_by_role("button", name="Delete model").click()
     expect(page.locator(".model-card")).to_have_count(0)
     expect(page.get_by_text("No custom models yet.")).to_be_visible()
+
+    # A draft on a base model whose weights are not on this server (made over the API, where nothing hides
+    # such base models) says so before any image is prepared, and its Train button is off.
+    missing = page.evaluate(
+        """async () => {
+          const session = await (await fetch("/ui/session")).json();
+          const headers = { "content-type": "application/json", "x-ember-csrf": session.csrfToken };
+          const specs = (await (await fetch("/ui/base-models", { headers })).json()).baseModels;
+          const spec = specs.find((candidate) => candidate.trainable && candidate.unavailableReason);
+          if (!spec) return null;
+          const fields = { displayName: "Far away", trainingMode: "style", baseModel: { name: spec.name } };
+          const body = JSON.stringify(fields);
+          const created = await (await fetch("/v3/custom-models", { method: "POST", headers, body })).json();
+          return { assetId: created.assetId, displayName: spec.displayName };
+        }"""
+    )
+    if missing is not None:  # every trainable base model's weights are here: nothing to refuse
+        page.goto(f"{server.url}/ui/#/models/{missing['assetId']}")
+        notice = page.locator("#base-model-unavailable")
+        expect(notice).to_contain_text(f"{missing['displayName']} cannot be trained on this server")
+        expect(page.get_by_role("button", name="Train", exact=True)).to_be_disabled()
     assert problems == []

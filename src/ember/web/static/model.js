@@ -140,7 +140,8 @@ function progressPanel(container, model, jobId, onDone, onRunning) {
       details.eta >= 1 ? `about ${formatDuration(details.eta)} left` : "",
     ].filter(Boolean).join(" · ");
     chartBox.replaceChildren(lossChart([...points.entries()].sort((a, b) => a[0] - b[0])));
-    mount(samples, details.samples.map((sample) => sampleItem(sample, model.samplePrompt)));
+    mount(samples, details.samples.length ? details.samples.map((sample) => sampleItem(sample, model.samplePrompt))
+      : h("li", { class: "muted" }, "None yet: sample images of the prompt appear as training goes."));
   };
   const render = (status, done) => {
     const details = trainingDetails(status);

@@ -291,7 +291,13 @@ export async function draftEditor(container, model, onTrain, trainLabel = "Train
     }
   });
 
+  // A base model whose weights are not on this server cannot train: said before any image is prepared.
+  const spec = (await baseModels())[model.baseModel.name];
+  const unavailable = spec?.unavailableReason || (spec && !spec.trainable ? "it can generate but not be trained" : "");
+  if (unavailable) train.disabled = true;
   mount(container,
+    unavailable ? h("p", { class: "notice error", role: "alert", id: "base-model-unavailable" },
+      `${spec.displayName} cannot be trained on this server: ${unavailable}. Ask the server's administrator, or create the model on another base model.`) : null,
     h("section", { class: "card", "aria-labelledby": "images-title" },
       h("h2", { id: "images-title" }, "Step 2 of 3 — training images"),
       h("p", { class: "muted" }, "Each image gets a caption automatically. Fix anything flagged in red: edit the caption, or delete the image."),
