@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw
 
 from ember.client import EmberClient
 
+from .conftest import write_files
+
 pytestmark = pytest.mark.slow
 
 EMAIL = "ada@acme.test"
@@ -46,31 +48,11 @@ def router_picture(index: int) -> bytes:
 
 def training_files(directory: Path) -> list[Path]:
     """Ten distinct pictures, and an eleventh that repeats the first (the UI must flag it)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(10):
-        path = directory / f"router-{index:02d}.png"
-        path.write_bytes(router_picture(index))
-        paths.append(path)
-    repeat = directory / "router-copy.png"
-    repeat.write_bytes(router_picture(0))
-    return [*paths, repeat]
+    files = {f"router-{index:02d}.png": router_picture(index) for index in range(10)}
+    return write_files(directory, {**files, "router-copy.png": router_picture(0)})
 
 
-class Walk:
-    """The page and the screenshots of each step, numbered in order."""
-
-    def __init__(self, page: Any, artifacts: Path) -> None:
-        self.page = page
-        self.artifacts = artifacts
-        self.count = 0
-
-    def shot(self, name: str, full_page: bool = True) -> None:
-        self.count += 1
-        self.page.screenshot(path=str(self.artifacts / f"{self.count:02d}-{name}.png"), full_page=full_page)
-
-
-def wait_for_training(walk: Walk) -> None:
+def wait_for_training(walk: Any) -> None:
     """Until the model page shows the preview (trained) or the failure notice (reported in full)."""
     from playwright.sync_api import expect
 
@@ -84,7 +66,7 @@ def wait_for_training(walk: Walk) -> None:
 
 
 def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser(
-    server: Any, browser: Any, artifacts: Path, tmp_path: Path
+    server: Any, browser: Any, walk_of: Any, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -93,7 +75,7 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
     page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
     page.set_default_timeout(STEP_TIMEOUT_MS)
     expect.set_options(timeout=STEP_TIMEOUT_MS)  # assertions wait for the server as long as actions do
-    walk = Walk(page, artifacts)
+    walk = walk_of(page)
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
     requested: list[str] = []

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
+from .conftest import write_files
+
 pytestmark = pytest.mark.slow
 
 EMAIL = "grace@acme.test"
@@ -42,31 +44,10 @@ def ink_picture(index: int, size: tuple[int, int] = (160, 128)) -> bytes:
 
 def training_files(directory: Path) -> list[Path]:
     """Ten usable pictures, one too small for the base model (flagged, kept) and one corrupt file (refused)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(10):
-        path = directory / f"ink-{index:02d}.png"
-        path.write_bytes(ink_picture(index))
-        paths.append(path)
-    small = directory / "tiny-sketch.png"
-    small.write_bytes(ink_picture(11, size=(40, 32)))
-    corrupt = directory / "broken.png"
-    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a picture" * 20)
-    return [*paths, small, corrupt]
-
-
-class Walk:
-    """The page and the screenshots of each step, numbered in order."""
-
-    def __init__(self, page: Any, artifacts: Path) -> None:
-        self.page = page
-        self.artifacts = artifacts
-        self.count = 0
-
-    def shot(self, name: str, full_page: bool = True) -> None:
-        self.count += 1
-        path = self.artifacts / f"product-{self.count:02d}-{name}.png"
-        self.page.screenshot(path=str(path), full_page=full_page)
+    files = {f"ink-{index:02d}.png": ink_picture(index) for index in range(10)}
+    files["tiny-sketch.png"] = ink_picture(11, size=(40, 32))
+    files["broken.png"] = b"\x89PNG\r\n\x1a\n" + b"not really a picture" * 20
+    return write_files(directory, files)
 
 
 def offscreen(page: Any) -> list[str]:
@@ -114,7 +95,7 @@ def thumbnails_loaded(page: Any) -> tuple[int, int]:
 
 
 def test_a_user_manages_a_style_model_from_draft_to_deletion_in_the_browser(
-    server: Any, browser: Any, artifacts: Path, tmp_path: Path
+    server: Any, browser: Any, walk_of: Any, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -122,7 +103,7 @@ def test_a_user_manages_a_style_model_from_draft_to_deletion_in_the_browser(
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.set_default_timeout(STEP_TIMEOUT_MS)
     expect.set_options(timeout=STEP_TIMEOUT_MS)
-    walk = Walk(page, artifacts)
+    walk = walk_of(page, "product-")
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
     generations: list[str] = []

@@ -81,8 +81,10 @@ function galleryFilter() {
 async function galleryView() {
   setTitle("Custom models");
   mount(view, h("h1", {}, "Custom models"), h("p", { class: "muted" }, "Loading…"));
+  const wanted = galleryFilter();
+  const inProject = wanted ? `&projectId=${encodeURIComponent(wanted)}` : "";
   const [listing, jobs, specs, projects] = await Promise.all([
-    api("GET", "/v3/custom-models?start=0&limit=50&sortBy=-modifiedDate&publishedState=all"),
+    api("GET", `/v3/custom-models?start=0&limit=50&sortBy=-modifiedDate&publishedState=all${inProject}`),
     api("GET", "/v3/jobs?start=0&limit=50").catch(() => ({ jobs: [] })),
     baseModels(),
     api("GET", "/v3/projects").catch(() => ({ projects: [] })),
@@ -90,9 +92,7 @@ async function galleryView() {
   const samples = sampleImages(jobs.jobs);
   const progress = trainingProgress(jobs.jobs);
   const projectNames = Object.fromEntries(projects.projects.map((project) => [project.id, project.name]));
-  const wanted = galleryFilter();
-  const shown = listing.custom_models.filter((model) => !wanted
-    || (wanted === NO_PROJECT ? !model.projectId : model.projectId === wanted));
+  const shown = listing.custom_models;
   const refresh = () => galleryView();
   const cards = shown.map((model) => {
     const sample = samples[model.assetId];
@@ -130,7 +130,6 @@ async function galleryView() {
   filter.addEventListener("change", () => {
     location.hash = filter.value ? `#/models?project=${encodeURIComponent(filter.value)}` : "#/models";
   });
-  const filtered = wanted && shown.length !== listing.custom_models.length;
   mount(view,
     h("div", { class: "page-head" },
       h("h1", {}, "Custom models"),
@@ -141,8 +140,8 @@ async function galleryView() {
       ? h("ul", { class: "gallery", "aria-label": "Custom models" }, cards)
       : h("div", { class: "card empty" }, h("p", {}, wanted ? "No custom models in this project." : "No custom models yet."),
         h("a", { class: "button primary", href: "#/train" }, wanted ? "Train a model" : "Train your first model")),
-    h("p", { class: "muted" }, `${shown.length} model${shown.length === 1 ? "" : "s"}`,
-      filtered ? ` of ${listing.total_count}` : ""),
+    h("p", { class: "muted" }, `${listing.total_count} model${listing.total_count === 1 ? "" : "s"}`,
+      wanted ? " in this view" : "", listing.total_count > shown.length ? `, the ${shown.length} newest shown` : ""),
   );
 }
 
