@@ -153,6 +153,13 @@ def test_a_user_manages_a_style_model_from_draft_to_deletion_in_the_browser(
     expect(page.get_by_label("Project")).to_contain_text("Posters")
     page.locator(".model-card").get_by_role("link", name="Ink wash", exact=True).click()
 
+    # The file input is hidden inside its drop zone, which shows where keyboard focus is.
+    # Once drawn, the page puts focus on its heading (no field comes first here); then the user tabs on.
+    expect(page.get_by_role("heading", level=1)).to_be_focused()
+    page.locator("#image-files").focus()
+    outline = page.locator("label.dropzone").evaluate("(zone) => getComputedStyle(zone).outlineStyle")
+    assert outline == "solid"
+
     # Upload: the small picture is kept and flagged, the corrupt file is refused with its reason.
     page.locator("#image-files").set_input_files([str(path) for path in training_files(tmp_path / "images")])
     expect(page.locator("#image-count")).to_contain_text("11 images · 1 needs attention", timeout=UPLOAD_TIMEOUT_MS)
@@ -179,6 +186,10 @@ def test_a_user_manages_a_style_model_from_draft_to_deletion_in_the_browser(
     dialog.get_by_role("button", name="Delete them").click()
     expect(page.locator("#image-count")).to_contain_text("10 images")
     expect(page.locator(".image-card.flagged")).to_have_count(0)
+    # The toast that says so lets clicks through to the cards under it (only its close button takes them).
+    toast = page.locator("#toast")
+    expect(toast).to_contain_text("Deleted 1 image.")
+    assert toast.evaluate("(el) => getComputedStyle(el).pointerEvents") == "none"
     expect(summary).not_to_contain_text("Too small")
     walk.shot("flagged-deleted")
 

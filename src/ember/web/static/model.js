@@ -368,7 +368,9 @@ export async function modelView(view, assetId) {
               details.loss !== undefined ? ` · final loss ${Number(details.loss).toFixed(4)}` : "")));
         }
       }
-      await Promise.all([draftEditor(editor, model, onTrain, "Retrain"), modelHistory(history, assetId)]);
+      // A model shared with the user's organization as "user" cannot be edited: its training set stays closed.
+      const editable = draftEditor(editor, model, onTrain, "Retrain").catch(() => trainingSet.remove());
+      await Promise.all([editable, modelHistory(history, assetId)]);
       return;
     }
     const failure = h("div");

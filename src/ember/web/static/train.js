@@ -154,7 +154,8 @@ export async function draftEditor(container, model, onTrain, trainLabel = "Train
   const files = h("input", { type: "file", multiple: true, accept: ACCEPTED, id: "image-files" });
   const drop = h("label", { class: "dropzone", for: "image-files" },
     h("strong", {}, "Select images from your computer"), h("span", { class: "muted" }, " or drop them here"),
-    h("small", { class: "muted block" }, "JPEG, PNG or WebP · 10–30 images · each up to 50 MB"));
+    h("small", { class: "muted block" }, "JPEG, PNG or WebP · 10–30 images · each up to 50 MB"),
+    files); // inside its label, so the drop zone shows keyboard focus (:focus-within)
 
   const summaryBox = h("div");
   const deleteFlagged = async (flagged) => {
@@ -301,7 +302,7 @@ export async function draftEditor(container, model, onTrain, trainLabel = "Train
     h("section", { class: "card", "aria-labelledby": "images-title" },
       h("h2", { id: "images-title" }, "Step 2 of 3 — training images"),
       h("p", { class: "muted" }, "Each image gets a caption automatically. Fix anything flagged in red: edit the caption, or delete the image."),
-      drop, files, progress, refused, summaryBox, count, grid),
+      drop, progress, refused, summaryBox, count, grid),
     h("section", { class: "card", "aria-labelledby": "prompt-title" },
       h("h2", { id: "prompt-title" }, "Step 3 of 3 — sample prompt and training"),
       field("Sample prompt", prompt, promptHint),
