@@ -106,6 +106,7 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
 
     # Upload; the repeated picture is flagged and deleted inline.
     expect(page.get_by_role("heading", name=re.compile("training images"))).to_be_visible()
+    expect(page.get_by_label("Concept word")).to_have_value(CONCEPT)  # a draft's concept word can still change
     page.locator("#image-files").set_input_files([str(path) for path in training_files(tmp_path / "images")])
     # Uploading checks and captions every image on the server: allow for a busy machine.
     # Every caption the fallback captioner wrote is left to review until edited.

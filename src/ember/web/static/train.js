@@ -260,6 +260,24 @@ export async function draftEditor(container, model, onTrain, trainLabel = "Train
     : "A prompt that shows off the style.";
   const steps = h("input", { type: "number", name: "steps", min: 1, max: 20000, inputmode: "numeric" });
   const trainErrors = h("div", { class: "error", role: "alert" });
+  // A draft's concept word can still change (the server refuses it once the model has trained).
+  let conceptField = null;
+  if (model.trainingMode === "subject" && model.trainingState === "draft") {
+    const concept = h("input", { type: "text", name: "conceptId", maxlength: 200, value: model.conceptId });
+    concept.value = model.conceptId;
+    concept.addEventListener("change", async () => {
+      mount(trainErrors);
+      try {
+        Object.assign(model, await api("PATCH", path, { conceptId: concept.value.trim() }));
+        toast(`The concept word is now “${model.conceptId}”.`, "ok");
+        await reload();
+      } catch (problem) {
+        concept.value = model.conceptId;
+        mount(trainErrors, h("p", {}, problem instanceof ApiError ? problem.details() : String(problem)));
+      }
+    });
+    conceptField = field("Concept word", concept, "The word your prompts use for the subject; it can change until the first training.");
+  }
   const train = h("button", { type: "button", class: "primary", id: "train-button" }, trainLabel);
   // The prompt is saved as soon as it is changed, so the summary above says at once whether it is right.
   prompt.addEventListener("change", async () => {
@@ -305,6 +323,7 @@ export async function draftEditor(container, model, onTrain, trainLabel = "Train
       drop, progress, refused, summaryBox, count, grid),
     h("section", { class: "card", "aria-labelledby": "prompt-title" },
       h("h2", { id: "prompt-title" }, "Step 3 of 3 — sample prompt and training"),
+      conceptField,
       field("Sample prompt", prompt, promptHint),
       h("details", {}, h("summary", {}, "Advanced"),
         field("Training steps", steps, "Leave empty for the base model's preset.")),
