@@ -100,7 +100,8 @@ def test_a_user_manages_a_style_model_from_draft_to_deletion_in_the_browser(
     from playwright.sync_api import expect
 
     server.add_user("acme", EMAIL, PASSWORD)
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
     page.set_default_timeout(STEP_TIMEOUT_MS)
     expect.set_options(timeout=STEP_TIMEOUT_MS)
     walk = walk_of(page, "product-")
@@ -201,6 +202,13 @@ def test_a_user_manages_a_style_model_from_draft_to_deletion_in_the_browser(
     walk.shot("ready-to-train")
     page.get_by_role("button", name="Train", exact=True).click()
     expect(page.get_by_label("Training progress")).to_be_visible()
+    # Meanwhile, in another tab, the gallery shows how far the training is.
+    other = context.new_page()
+    other.goto(f"{server.url}/ui/#/models")
+    expect(other.locator(".model-card .badge.state-training")).to_have_text(
+        re.compile(r"^training \d+ %$"), timeout=TRAINING_TIMEOUT_MS
+    )
+    other.close()
     page.get_by_role("button", name="Cancel training").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("Cancel training?")
