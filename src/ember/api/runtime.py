@@ -8,16 +8,18 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ember.api.links import output_url, url_key
 from ember.api.metrics import Metrics
 from ember.api.rate_limit import RateLimiter
+from ember.api.views import status_body
 from ember.blobs import BlobStore, open_blob_store
 from ember.cluster import RayConnection
 from ember.config import Settings
+from ember.custom_models.training import follow_training_job
 from ember.data_dir import prepare_data_dir
 from ember.identity import token_secret
 from ember.jobs.dispatch import Dispatcher
-from ember.jobs.links import output_url, url_key
-from ember.jobs.views import SignUrl
+from ember.jobs.events import SignUrl
 from ember.jobs.webhook_delivery import DeliveryPolicy, WebhookSender
 from ember.store.database import open_engine, session_factory
 from ember.store.tables import Job
@@ -72,6 +74,6 @@ class Runtime:
             token_key=token_key,
             rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_per_day, **limiter_args),
             metrics=Metrics(count_jobs),
-            dispatcher=Dispatcher(settings, sessions, ray),
-            webhooks=WebhookSender(sessions, token_key, signer, policy),
+            dispatcher=Dispatcher(settings, sessions, ray, training_ended=follow_training_job),
+            webhooks=WebhookSender(sessions, token_key, signer, policy, status_body=status_body),
         )

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,14 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from ember.cluster import RayConnection, RayState
 from ember.config import Settings
 from ember.jobs import records
-from ember.jobs.loras import affinity_key, stored_loras
-from ember.jobs.worker import CONCURRENT_JOBS, EngineWorker, WorkerConfig
-from ember.models_service import follow_training_job
-from ember.provenance import load_or_create_chain
+from ember.jobs.payloads import stored_affinity
 from ember.store.database import transaction
 from ember.store.tables import utcnow
+from ember.worker.actor import CONCURRENT_JOBS, EngineWorker, WorkerConfig
+from ember.worker.provenance import load_or_create_chain
 
 log = logging.getLogger("ember.jobs.dispatch")
+TrainingEnded = Callable[[Session, uuid.UUID], None]
 # A warm worker is preferred until it has this many more jobs queued than the least busy one: a LoRA
 # switch costs about a second, a queued job usually more.
 AFFINITY_SLACK = 2
@@ -57,10 +59,19 @@ class WorkerSlot:
 class Dispatcher:
     """Owns the engine worker actors of this API process and its reaper thread."""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], ray: RayConnection) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        ray: RayConnection,
+        training_ended: TrainingEnded | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.ray = ray
+        # Called in the transaction that ended a training job (timed out, failed or cancelled by the reaper),
+        # so the custom model's state follows; the custom-model package hands it in (jobs/ may not import it).
+        self.training_ended: TrainingEnded = training_ended or (lambda session, model_id: None)
         self._slots: list[WorkerSlot] = []
         self._backlog: list[str] = []
         self._lock = threading.Lock()
@@ -167,7 +178,7 @@ class Dispatcher:
                     training_max_attempts=self.settings.training_max_attempts,
                 )
                 for model_id in ended:
-                    follow_training_job(session, model_id)
+                    self.training_ended(session, model_id)
         with self._lock:
             backlog, self._backlog = self._backlog, []
         for job_id in backlog:
@@ -216,7 +227,7 @@ class Dispatcher:
         with transaction(self.sessions) as session:
             request = records.stored_request(session, job_id)
         with self._lock:
-            self._send(job_id, affinity_key(stored_loras(request)))
+            self._send(job_id, stored_affinity(request))
 
     def _collect_finished(self) -> None:
         import ray
@@ -260,7 +271,7 @@ class Dispatcher:
                 ),
             )
             for model_id in swept.ended_training_models:
-                follow_training_job(session, model_id)
+                self.training_ended(session, model_id)
         if swept.timed_out or swept.failed or swept.cancelled:
             log.info("reaper: %d timed out, %d failed, %d cancelled", swept.timed_out, swept.failed,
                      swept.cancelled)

@@ -89,7 +89,7 @@ def test_a_preview_url_signed_for_one_organization_opens_nothing_for_another(
 
 
 def test_an_expired_preview_url_is_refused(owner: Caller, http: TestClient) -> None:
-    from ember.training_previews import preview_url
+    from ember.custom_models.previews import preview_url
 
     asset_id = owner.create()["assetId"]
     owner.upload(asset_id, picture(8))
@@ -98,7 +98,7 @@ def test_an_expired_preview_url_is_refused(owner: Caller, http: TestClient) -> N
     # Re-signed exactly as the server would have three hours ago: a real signature, past its expiry.
     runtime = http.app.state.runtime  # type: ignore[attr-defined]
     from ember.api.conversions import model_id_from_asset_id
-    from ember.training_previews import preview_key
+    from ember.custom_models.previews import preview_key
 
     image_id = urlsplit(url).path.split("/")[-2]
     import uuid

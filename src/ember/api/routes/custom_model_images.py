@@ -14,25 +14,17 @@ from starlette.datastructures import UploadFile
 
 from ember.api.conversions import asset_id, refused_image_item, training_image_item
 from ember.api.deps import BaseUrlDep, RuntimeDep, SessionDep, require_json
-from ember.api.errors import ApiError, validation_error
-from ember.api.routes.custom_models import MODEL_ERRORS, EditableModel, LifecycleRoute
+from ember.api.errors import ApiError, validation_error, wire_problems
+from ember.api.routes.custom_models import MODEL_ERRORS, EditableModel
 from ember.api.runtime import Runtime
 from ember.api.schemas import CaptionPatch, TrainingImageItem, TrainingImageList, TrainingSetSummary
-from ember.models_service import (
-    ImageNotFound,
-    add_images,
-    dataset_rules,
-    delete_image,
-    find_image,
-    image_findings,
-    list_images,
-    training_errors,
-    update_caption,
-)
+from ember.custom_models.images import add_images, delete_image, find_image, image_findings, list_images, update_caption
+from ember.custom_models.lifecycle import ImageNotFound, InvalidInput, dataset_rules
+from ember.custom_models.previews import preview_key, preview_url
+from ember.custom_models.training import training_errors
 from ember.store.tables import CustomModel, TrainingImage
-from ember.training_previews import preview_key, preview_url
 
-router = APIRouter(prefix="/v3/custom-models/{asset_id}/images", tags=["custom models"], route_class=LifecycleRoute)
+router = APIRouter(prefix="/v3/custom-models/{asset_id}/images", tags=["custom models"])
 UPLOAD_ERRORS: dict[int | str, dict[str, object]] = {**MODEL_ERRORS, 413: MODEL_ERRORS[409]}
 FILES_FIELD = "files"
 
@@ -49,7 +41,8 @@ def _summary(
     rules = dataset_rules(runtime.settings)
     usable = [image for image in images if not issues[image.id].errors]
     needed = max(rules.min_count, min(len(images), rules.max_count))
-    blocking = training_errors(session, runtime.settings, model)
+    # Exactly what train-async would answer now, in the same wire shape.
+    blocking = wire_problems(InvalidInput(training_errors(session, runtime.settings, model), in_request=False))
     return TrainingSetSummary.model_validate(
         {
             "readyToTrain": not blocking,

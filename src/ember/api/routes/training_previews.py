@@ -15,9 +15,14 @@ from ember.api.deps import RuntimeDep, SessionDep
 from ember.api.errors import ApiError
 from ember.api.schemas import ErrorBody
 from ember.blobs import BlobNotFound, InvalidBlobKey
-from ember.images import InvalidImage
+from ember.custom_models.previews import (
+    PREVIEW_MEDIA_TYPE,
+    NoPreview,
+    preview_key,
+    render_preview,
+    valid_signature,
+)
 from ember.store.tables import CustomModel, TrainingImage
-from ember.training_previews import PREVIEW_MEDIA_TYPE, preview_key, render_preview, valid_signature
 
 router = APIRouter(tags=["custom models"])
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -60,7 +65,7 @@ async def training_image_preview(
     data = await run_in_threadpool(_image_bytes, session, runtime, org, model_id, wanted)
     try:
         preview = await run_in_threadpool(render_preview, data)
-    except InvalidImage:
+    except NoPreview:
         raise _gone() from None
     return Response(preview, media_type=PREVIEW_MEDIA_TYPE, headers={"cache-control": "private, max-age=3600"})
 

@@ -18,8 +18,6 @@ from urllib.parse import urlencode
 
 from PIL import Image
 
-from ember.images import open_rgb
-
 PREVIEW_SIDE = 256  # the longest side of a preview, in pixels
 PREVIEW_QUALITY = 80
 PREVIEW_MEDIA_TYPE = "image/webp"
@@ -74,9 +72,18 @@ def valid_signature(
     return given.isascii() and hmac.compare_digest(signature(key, org_id, model_id, image_id, expires), given)
 
 
+class NoPreview(ValueError):
+    """The stored file no longer decodes as a picture."""
+
+
 def render_preview(data: bytes) -> bytes:
     """The picture at most PREVIEW_SIDE on its longest side, upright (EXIF orientation applied), as WebP."""
-    picture = open_rgb(data)
+    from ember.engine.images import InvalidImage, open_rgb
+
+    try:
+        picture = open_rgb(data)
+    except InvalidImage as error:
+        raise NoPreview(str(error)) from error
     picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     picture.save(out, format="WEBP", quality=PREVIEW_QUALITY)
