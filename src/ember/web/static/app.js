@@ -93,7 +93,11 @@ async function galleryView() {
   const progress = trainingProgress(jobs.jobs);
   const projectNames = Object.fromEntries(projects.projects.map((project) => [project.id, project.name]));
   const shown = listing.custom_models;
-  const refresh = () => galleryView();
+  // After a change from a card's menu, the gallery is drawn again (and follows its trainings again).
+  const refresh = async () => {
+    if (leaveView) leaveView();
+    leaveView = await galleryView();
+  };
   const cards = shown.map((model) => {
     const sample = samples[model.assetId];
     const href = `#/models/${encodeURIComponent(model.assetId)}`;
@@ -143,6 +147,36 @@ async function galleryView() {
     h("p", { class: "muted" }, `${listing.total_count} model${listing.total_count === 1 ? "" : "s"}`,
       wanted ? " in this view" : "", listing.total_count > shown.length ? `, the ${shown.length} newest shown` : ""),
   );
+  return followTraining(shown, specs);
+}
+
+const BUSY = new Set(["queued", "training"]);
+const GALLERY_REFRESH_MS = 2000;
+
+// While a model in the gallery is queued or training, its badges follow the job (state and percentage); only
+// the badges change, so an open menu or a focused button stays as it is. Returns a function that stops.
+function followTraining(models, specs) {
+  let timer = null;
+  let busy = models.filter((model) => BUSY.has(model.trainingState));
+  const tick = async () => {
+    try {
+      const [jobs, ...fresh] = await Promise.all([
+        api("GET", "/v3/jobs?start=0&limit=50&kind=train"),
+        ...busy.map((model) => api("GET", `/v3/custom-models/${encodeURIComponent(model.assetId)}`)),
+      ]);
+      const progress = trainingProgress(jobs.jobs);
+      for (const model of fresh) {
+        const badges = view.querySelector(`.model-card[data-asset-id="${CSS.escape(model.assetId)}"] .badges`);
+        if (badges) mount(badges, stateBadge(model, progress[model.assetId]), testModelBadge(specs[model.baseModel.name]));
+      }
+      busy = fresh.filter((model) => BUSY.has(model.trainingState));
+    } catch {
+      // a failed refresh keeps the badges as they were; the next one tries again
+    }
+    if (busy.length && timer !== null) timer = setTimeout(tick, GALLERY_REFRESH_MS);
+  };
+  if (busy.length) timer = setTimeout(tick, 0);
+  return () => { clearTimeout(timer); timer = null; };
 }
 
 async function jobsView(start = 0) {
@@ -195,7 +229,7 @@ async function route() {
     if (modelMatch) leaveView = await modelView(view, decodeURIComponent(modelMatch[1]));
     else if (path === "/train") leaveView = await trainView(view);
     else if (path === "/jobs") await jobsView();
-    else await galleryView();
+    else leaveView = await galleryView();
   } catch (problem) {
     setTitle("Something went wrong");
     mount(view, h("div", { class: "card" }, h("h1", {}, "Something went wrong"), h("p", { class: "error" },
