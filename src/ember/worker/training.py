@@ -22,7 +22,6 @@ from ember.store.database import transaction
 
 log = logging.getLogger("ember.worker.training")
 PROGRESS_INTERVAL_S = 0.25
-KOHYA_SUFFIX = ".kohya.safetensors"
 
 
 class TrainingInputMissing(Exception):
@@ -36,12 +35,6 @@ def job_folder(job_id: str) -> str:
 
 def sample_key(job_id: str, step: int) -> str:
     return f"{job_folder(job_id)}/samples/step-{step}.png"
-
-
-def kohya_key(lora_key: str) -> str:
-    """The kohya-format file beside a version's LoRA: `…/lora.safetensors` → `…/lora.kohya.safetensors`."""
-    stem = lora_key.removesuffix(".safetensors")
-    return f"{stem}{KOHYA_SUFFIX}"
 
 
 class TrainingRun:
@@ -293,9 +286,6 @@ class TrainingRun:
         self.blobs.put(lora_key, data)
         self._lora_size = len(data)
         uploaded.append(lora_key)
-        if result.kohya_path is not None and Path(result.kohya_path).is_file():
-            self.blobs.put(kohya_key(lora_key), Path(result.kohya_path).read_bytes())
-            uploaded.append(kohya_key(lora_key))
         return uploaded
 
     def _discard(self, keys: list[str]) -> None:
