@@ -55,6 +55,7 @@ def custom_model_item(model: CustomModel, region: str) -> CustomModelItem:
             "trainingState": model.training_state.value,
             "baseModel": BaseModelRef(name=model.base_model_name, version=model.base_model_version),
             "samplePrompt": model.sample_prompt,
+            "projectId": str(model.project_id) if model.project_id is not None else None,
         }
     )
 
@@ -63,7 +64,9 @@ def _wire_issues(issues: list[Issue]) -> list[ImageIssue]:
     return [ImageIssue(code=issue.code, message=issue.message) for issue in issues]
 
 
-def training_image_item(image: TrainingImage, findings: ImageFindings) -> TrainingImageItem:
+def training_image_item(
+    image: TrainingImage, findings: ImageFindings, preview_url: str | None = None
+) -> TrainingImageItem:
     return TrainingImageItem.model_validate(
         {
             "id": str(image.id),
@@ -75,6 +78,7 @@ def training_image_item(image: TrainingImage, findings: ImageFindings) -> Traini
             "height": image.height,
             "errors": _wire_issues(findings.errors),
             "warnings": _wire_issues(findings.warnings),
+            "previewUrl": preview_url,
         }
     )
 
