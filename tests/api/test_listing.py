@@ -325,8 +325,8 @@ def test_the_openapi_document_describes_the_listing_in_wire_names(http: TestClie
     spec = http.get("/openapi.json").json()
     parameters = [parameter["name"] for parameter in spec["paths"][LISTING]["get"]["parameters"]]
     item = spec["components"]["schemas"]["CustomModelItem"]["properties"]
-    assert parameters == ["start", "limit", "sortBy", "publishedState"]
-    assert {"assetId", "repo:assetId", "trainingState", "baseModel", "samplePrompt"} <= set(item)
+    assert parameters == ["start", "limit", "sortBy", "publishedState", "projectId"]  # projectId: Ember's
+    assert {"assetId", "repo:assetId", "trainingState", "baseModel", "samplePrompt", "projectId"} <= set(item)
 
 
 @pytest.mark.parametrize("spelling", ["cancelled", "canceled"])

@@ -147,12 +147,26 @@ def test_models_names_the_device_and_dtype_this_machine_uses() -> None:
     assert result.output.splitlines()[0].startswith(f"device: {choose_device()} (")
 
 
+def _model_rows(output: str) -> dict[str, dict[str, str]]:
+    lines = output.splitlines()[1:]
+    columns = lines[0].split("\t")
+    return {line.split("\t")[0]: dict(zip(columns, line.split("\t"), strict=True)) for line in lines[1:]}
+
+
 def test_models_lists_the_family_models_as_trainable() -> None:
     result = runner.invoke(app, ["engine", "models"])
-    rows = {line.split("\t")[0]: line for line in result.output.splitlines()}
+    rows = _model_rows(result.output)
     for name in ("sdxl", "flux-dev", "tiny-sdxl", "tiny-flux"):
-        assert rows[name].endswith("\ttrainable")
-    assert "generation only" in rows["flux-schnell"]
+        assert rows[name]["training"] == "trainable"
+    assert rows["flux-schnell"]["training"].startswith("generation only")
+
+
+def test_models_says_whose_weights_are_here_and_how_to_get_the_others(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["engine", "models", "--model-dir", str(tmp_path / "empty")])
+    assert result.exit_code == 0, result.output
+    rows = _model_rows(result.output)
+    assert rows["tiny"]["weights"] == "built in"
+    assert rows["sd15"]["weights"] == "missing: run `ember engine pull sd15`"
 
 
 @pytest.mark.slow

@@ -8,9 +8,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -129,3 +130,34 @@ def browser() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+class Walk:
+    """A page and the screenshots of each step, numbered in order (`prefix` keeps two walks' files apart)."""
+
+    def __init__(self, page: Any, artifacts: Path, prefix: str = "") -> None:
+        self.page = page
+        self.artifacts = artifacts
+        self.prefix = prefix
+        self.count = 0
+
+    def shot(self, name: str, full_page: bool = True) -> None:
+        self.count += 1
+        path = self.artifacts / f"{self.prefix}{self.count:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=full_page)
+
+
+@pytest.fixture
+def walk_of(artifacts: Path) -> Callable[..., Walk]:
+    return lambda page, prefix="": Walk(page, artifacts, prefix)
+
+
+def write_files(directory: Path, files: dict[str, bytes]) -> list[Path]:
+    """The files written into `directory` (made if need be), in the order given."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in files.items():
+        path = directory / name
+        path.write_bytes(data)
+        paths.append(path)
+    return paths

@@ -1,6 +1,7 @@
 """The web UI end to end in headless chromium against `ember serve`: sign in, create a project, train a subject
 model, fix what the UI flags, publish, share with another organization's technical account, preview and test;
-then that account lists the model over the API and generates with it."""
+then that account lists the model over the API and generates with it. (`test_browser_product.py` walks the
+gallery's actions, the training-set summary, cancelling, retraining and deleting.)"""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from ember.client import EmberClient
+
+from .conftest import write_files
 
 pytestmark = pytest.mark.slow
 
@@ -45,31 +48,11 @@ def router_picture(index: int) -> bytes:
 
 def training_files(directory: Path) -> list[Path]:
     """Ten distinct pictures, and an eleventh that repeats the first (the UI must flag it)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(10):
-        path = directory / f"router-{index:02d}.png"
-        path.write_bytes(router_picture(index))
-        paths.append(path)
-    repeat = directory / "router-copy.png"
-    repeat.write_bytes(router_picture(0))
-    return [*paths, repeat]
+    files = {f"router-{index:02d}.png": router_picture(index) for index in range(10)}
+    return write_files(directory, {**files, "router-copy.png": router_picture(0)})
 
 
-class Walk:
-    """The page and the screenshots of each step, numbered in order."""
-
-    def __init__(self, page: Any, artifacts: Path) -> None:
-        self.page = page
-        self.artifacts = artifacts
-        self.count = 0
-
-    def shot(self, name: str, full_page: bool = True) -> None:
-        self.count += 1
-        self.page.screenshot(path=str(self.artifacts / f"{self.count:02d}-{name}.png"), full_page=full_page)
-
-
-def wait_for_training(walk: Walk) -> None:
+def wait_for_training(walk: Any) -> None:
     """Until the model page shows the preview (trained) or the failure notice (reported in full)."""
     from playwright.sync_api import expect
 
@@ -83,7 +66,7 @@ def wait_for_training(walk: Walk) -> None:
 
 
 def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser(
-    server: Any, browser: Any, artifacts: Path, tmp_path: Path
+    server: Any, browser: Any, walk_of: Any, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -92,7 +75,7 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
     page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
     page.set_default_timeout(STEP_TIMEOUT_MS)
     expect.set_options(timeout=STEP_TIMEOUT_MS)  # assertions wait for the server as long as actions do
-    walk = Walk(page, artifacts)
+    walk = walk_of(page)
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
     requested: list[str] = []
@@ -123,6 +106,7 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
 
     # Upload; the repeated picture is flagged and deleted inline.
     expect(page.get_by_role("heading", name=re.compile("training images"))).to_be_visible()
+    expect(page.get_by_label("Concept word")).to_have_value(CONCEPT)  # a draft's concept word can still change
     page.locator("#image-files").set_input_files([str(path) for path in training_files(tmp_path / "images")])
     # Uploading checks and captions every image on the server: allow for a busy machine.
     # Every caption the fallback captioner wrote is left to review until edited.
@@ -177,16 +161,23 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
     walk.shot("shared")
     dialog.get_by_role("button", name="Done").click()
 
-    # Preview: the sample prompt runs at once; then a prompt with two seeds and a style preset; a download.
+    # Preview: nothing runs until asked; then a prompt with two seeds and two style presets; a download.
     outputs = page.locator(".outputs li")
-    expect(outputs).to_have_count(1, timeout=60_000)
+    expect(page.get_by_role("button", name="Generate")).to_be_enabled()
+    expect(outputs).to_have_count(0)
     page.get_by_label("Prompt", exact=True).fill(f"{CONCEPT} on a beach at golden hour")
     page.get_by_label("Seeds (optional)").fill("7, 8")
+    expect(page.get_by_label("Variations")).to_be_disabled()  # the seeds decide how many images come back
     page.get_by_text("Style", exact=True).click()
-    page.get_by_label("Style presets", exact=True).select_option(["golden_hour", "cinematic"])
+    page.get_by_label("Find a style").fill("golden")
+    page.get_by_label("Golden hour").check()
+    page.get_by_label("Find a style").fill("cinem")
+    page.get_by_label("Cinematic").check()
+    expect(page.get_by_text("Chosen: Golden hour, Cinematic")).to_be_visible()
     page.get_by_role("button", name="Generate").click()
-    expect(outputs).to_have_count(3, timeout=60_000)
+    expect(outputs).to_have_count(2, timeout=60_000)
     expect(outputs.first).to_contain_text("seed 7")
+    expect(outputs.first).to_contain_text(f"{CONCEPT} on a beach at golden hour")
     with page.expect_download() as download:
         outputs.first.get_by_role("link", name=re.compile("Download")).click()
     assert download.value.suggested_filename == "ember-7.png"
@@ -194,7 +185,7 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
 
     # History and the gallery, at desktop and phone widths.
     page.get_by_role("navigation").get_by_role("link", name="History").click()
-    expect(page.locator("table.jobs tbody tr")).to_have_count(3)
+    expect(page.locator("table.jobs tbody tr")).to_have_count(2)  # the training and the one generation asked for
     walk.shot("history")
     page.get_by_role("navigation").get_by_role("link", name="Custom models").click()
     card = page.locator(".model-card", has_text="Router")
@@ -203,7 +194,7 @@ def test_a_user_trains_publishes_shares_and_tests_a_subject_model_in_the_browser
     walk.shot("gallery")
     page.set_viewport_size({"width": 390, "height": 844})
     walk.shot("gallery-phone")
-    card.get_by_role("link").click()
+    card.get_by_role("link", name="Open Router").click()
     expect(page.get_by_role("heading", name="Preview and test")).to_be_visible()
     walk.shot("model-phone")
     assert problems == []

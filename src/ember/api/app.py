@@ -24,6 +24,7 @@ from ember.api.routes import (
     outputs,
     projects,
     storage,
+    training_previews,
     ui,
     webhooks,
 )
@@ -61,6 +62,7 @@ def create_app(settings: Settings, clock: Callable[[], float] | None = None) -> 
     app.include_router(auth.router)
     app.include_router(custom_models.router)
     app.include_router(custom_model_images.router)
+    app.include_router(training_previews.router)
     app.include_router(custom_model_shares.router)
     app.include_router(health.router)
     app.include_router(images.router)

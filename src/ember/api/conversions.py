@@ -79,6 +79,7 @@ def custom_model_item(model: CustomModel, region: str, check: ModelCheckItem | N
             "baseModel": BaseModelRef(name=model.base_model_name, version=model.base_model_version),
             "samplePrompt": model.sample_prompt,
             "check": check,
+            "projectId": str(model.project_id) if model.project_id is not None else None,
         }
     )
 
@@ -87,7 +88,9 @@ def _wire_issues(issues: list[Issue]) -> list[ImageIssue]:
     return [ImageIssue(code=issue.code, message=issue.message) for issue in issues]
 
 
-def training_image_item(image: TrainingImage, findings: ImageFindings) -> TrainingImageItem:
+def training_image_item(
+    image: TrainingImage, findings: ImageFindings, preview_url: str | None = None
+) -> TrainingImageItem:
     return TrainingImageItem.model_validate(
         {
             "id": str(image.id),
@@ -99,6 +102,7 @@ def training_image_item(image: TrainingImage, findings: ImageFindings) -> Traini
             "height": image.height,
             "errors": _wire_issues(findings.errors),
             "warnings": _wire_issues(findings.warnings),
+            "previewUrl": preview_url,
         }
     )
 

@@ -90,6 +90,8 @@ class CustomModelItem(WireModel):
         description="The check after training of the current version; absent before training and for versions "
         "trained before Ember checked them. Publishing a version whose check failed needs force=true.",
     )
+    # The project the model was saved to (Ember's addition; absent when none).
+    project_id: str | None = Field(None, alias="projectId")
 
     @field_serializer("created_date", "modified_date")
     def _utc_iso(self, value: datetime) -> str:
@@ -179,11 +181,28 @@ class TrainingImageItem(WireModel):
     errors: list[ImageIssue]
     # Findings that do not block training but ask the owner to look (a possible copy, a caption to review).
     warnings: list[ImageIssue] = Field(default_factory=list)
+    # A signed URL of a small WebP of the image (at most 256 px), valid for one to two hours; Ember's addition.
+    preview_url: str | None = Field(None, alias="previewUrl")
+
+
+class TrainingSetSummary(WireModel):
+    """The training set as a whole: whether training may start, and every rule it breaks now (the errors that
+    `train-async` would answer), with a score of how much of the set is usable."""
+
+    ready_to_train: bool = Field(alias="readyToTrain")
+    score: int = Field(ge=0, le=100, description="Usable images against the images needed, 0–100.")
+    image_count: int = Field(alias="imageCount")
+    usable_count: int = Field(alias="usableCount", description="Images that break no rule.")
+    review_count: int = Field(alias="reviewCount", description="Usable images with a finding to look at.")
+    min_images: int = Field(alias="minImages")
+    max_images: int = Field(alias="maxImages")
+    blocking: list[ValidationErrorItem]
 
 
 class TrainingImageList(WireModel):
     images: list[TrainingImageItem]
     total_count: int
+    summary: TrainingSetSummary | None = None
 
 
 class CaptionPatch(StrictWireModel):

@@ -234,5 +234,34 @@ def config_show(data_dir: DataDirOption = None) -> None:
     typer.echo(json.dumps(_settings(data_dir).masked(), indent=2))
 
 
+def _one_line(error: BaseException) -> str:
+    """What went wrong, in the words a user needs: the server that could not be reached, or the engine's reason."""
+    import httpx
+
+    if isinstance(error, httpx.TransportError):
+        try:
+            where = f" at {error.request.url.scheme}://{error.request.url.netloc.decode()}"
+        except RuntimeError:  # an error raised before any request was made
+            where = ""
+        reason = str(error) or type(error).__name__
+        return f"error: cannot reach the Ember server{where} ({reason}); is `ember serve` running?"
+    detail = error.args[0] if error.args else type(error).__name__
+    return f"error: {detail}"
+
+
 def main() -> None:
-    app()
+    """The `ember` command. A server that cannot be reached and the engine's refusals (an unknown base model,
+    missing weights) are told in one line with exit status 1; EMBER_DEBUG=1 shows the traceback instead."""
+    import os
+
+    import httpx
+
+    from ember.engine.types import EngineError
+
+    try:
+        app()
+    except (httpx.TransportError, EngineError) as error:
+        if os.environ.get("EMBER_DEBUG") == "1":
+            raise
+        err_console.print(_one_line(error), markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None

@@ -289,18 +289,31 @@ def check(
         raise typer.Exit(code=1)
 
 
+MODEL_COLUMNS = ("name", "family", "display name", "sizes", "training", "weights")
+
+
 @app.command()
-def models() -> None:
-    """List the base models Ember knows."""
-    from ember.engine.models import choose_device, choose_dtype
+def models(
+    model_dir: Path | None = typer.Option(None, help="Where base model weights live; default from Ember's settings."),
+) -> None:
+    """List the base models Ember knows: which can be trained, and whose weights are on this machine."""
+    from ember.engine.models import choose_device, choose_dtype, missing_weights_reason
     from ember.engine.registry import list_base_models
 
     device = choose_device()
+    weights_dir = _model_dir(model_dir)
     typer.echo(f"device: {device} ({str(choose_dtype(device)).removeprefix('torch.')})")
+    typer.echo("\t".join(MODEL_COLUMNS))
     for spec in list_base_models():
         sizes = ", ".join(f"{w}×{h}" for w, h in spec.native_resolutions)
         training = "trainable" if spec.trainable else f"generation only ({spec.untrainable_reason or 'no recipe'})"
-        typer.echo(f"{spec.name}\t{spec.family}\t{spec.display_name}\t{sizes}\t{training}")
+        if spec.builder is not None:
+            weights = "built in"
+        elif missing_weights_reason(spec, weights_dir) is None:
+            weights = "present"
+        else:
+            weights = f"missing: run `ember engine pull {spec.name}`"
+        typer.echo(f"{spec.name}\t{spec.family}\t{spec.display_name}\t{sizes}\t{training}\t{weights}")
 
 
 @app.command()

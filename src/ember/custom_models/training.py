@@ -64,12 +64,14 @@ def training_errors(session: Session, settings: Settings, model: CustomModel) ->
                 TOO_MANY_IMAGES,
             )
         )
+    filenames = {image.id: image.filename or "an image" for image in images}
     for image_id, issues in image_issues(model, images, settings).items():
         for issue in issues:
             field: list[str | int] = ["images", str(image_id)]
             if issue.code.startswith("caption_"):
                 field.append("caption")
-            errors.append(problem(field, issue.message, issue.code))
+            # The file is named: a message read away from the image (a list of what blocks training) says which.
+            errors.append(problem(field, f"{filenames[image_id]}: {issue.message}", issue.code))
     errors += concept_errors(model.training_mode, model.concept_id, ["conceptId"])
     if not model.sample_prompt.strip():
         errors.append(problem(["samplePrompt"], "A sample prompt is required before training.", "missing"))

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, SQLColumnExpression, exists, func, or_, select
 from sqlalchemy.orm import Session
@@ -86,9 +86,15 @@ def list_models(
     descending: bool,
     start: int,
     limit: int,
+    project: uuid.UUID | Literal["none"] | None = None,
 ) -> ModelPage:
-    """One page of the models `viewer` may see; the id breaks ties so pages never overlap."""
+    """One page of the models `viewer` may see (in `project`, or in none for "none"); the id breaks ties so
+    pages never overlap."""
     conditions = [visible_to(viewer)]
+    if project == "none":
+        conditions.append(CustomModel.project_id.is_(None))
+    elif project is not None:
+        conditions.append(CustomModel.project_id == project)
     selected = _selects(selection)
     if selected is not None:
         conditions.append(selected)

@@ -299,9 +299,9 @@ class TrainingRun:
         if self.engine is None:
             return None
         from ember.engine.checks import CheckInput, run_check
+        from ember.engine.images import open_image
         from ember.engine.registry import get_base_model
         from ember.engine.types import Cancelled, LoraRef
-        from ember.engine.images import open_image
 
         job = self._job()
         lora_key = job.lora_blob_key

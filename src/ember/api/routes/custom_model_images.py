@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,14 +12,16 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ember.api.conversions import refused_image_item, training_image_item
-from ember.api.deps import RuntimeDep, SessionDep, require_json
-from ember.api.errors import ApiError, validation_error
+from ember.api.conversions import asset_id, refused_image_item, training_image_item
+from ember.api.deps import BaseUrlDep, RuntimeDep, SessionDep, require_json
+from ember.api.errors import ApiError, validation_error, wire_problems
 from ember.api.routes.custom_models import MODEL_ERRORS, EditableModel
 from ember.api.runtime import Runtime
-from ember.api.schemas import CaptionPatch, TrainingImageItem, TrainingImageList
+from ember.api.schemas import CaptionPatch, TrainingImageItem, TrainingImageList, TrainingSetSummary
 from ember.custom_models.images import add_images, delete_image, find_image, image_findings, list_images, update_caption
-from ember.custom_models.lifecycle import ImageNotFound
+from ember.custom_models.lifecycle import ImageNotFound, InvalidInput, dataset_rules
+from ember.custom_models.previews import preview_key, preview_url
+from ember.custom_models.training import training_errors
 from ember.store.tables import CustomModel, TrainingImage
 
 router = APIRouter(prefix="/v3/custom-models/{asset_id}/images", tags=["custom models"])
@@ -26,27 +29,61 @@ UPLOAD_ERRORS: dict[int | str, dict[str, object]] = {**MODEL_ERRORS, 413: MODEL_
 FILES_FIELD = "files"
 
 
-def _listing(session: Session, runtime: Runtime, model: CustomModel) -> TrainingImageList:
+def _previews(runtime: Runtime, base_url: str, model: CustomModel) -> Callable[[TrainingImage], str]:
+    key = preview_key(runtime.token_key)
+    wire_id = asset_id(model.id, runtime.settings.region)
+    return lambda image: preview_url(key, base_url, wire_id, model.org_id, model.id, image.id)
+
+
+def _summary(
+    session: Session, runtime: Runtime, model: CustomModel, images: list[TrainingImage], issues: dict[uuid.UUID, Any]
+) -> TrainingSetSummary:
+    rules = dataset_rules(runtime.settings)
+    usable = [image for image in images if not issues[image.id].errors]
+    needed = max(rules.min_count, min(len(images), rules.max_count))
+    # Exactly what train-async would answer now, in the same wire shape.
+    blocking = wire_problems(InvalidInput(training_errors(session, runtime.settings, model), in_request=False))
+    return TrainingSetSummary.model_validate(
+        {
+            "readyToTrain": not blocking,
+            "score": min(100, round(100 * len(usable) / needed)) if needed else 100,
+            "imageCount": len(images),
+            "usableCount": len(usable),
+            "reviewCount": sum(1 for image in usable if issues[image.id].warnings),
+            "minImages": rules.min_count,
+            "maxImages": rules.max_count,
+            "blocking": blocking,
+        }
+    )
+
+
+def _listing(session: Session, runtime: Runtime, base_url: str, model: CustomModel) -> TrainingImageList:
     images = list_images(session, model)
     issues = image_findings(model, images, runtime.settings)
+    preview = _previews(runtime, base_url, model)
     return TrainingImageList(
-        images=[training_image_item(image, issues[image.id]) for image in images], total_count=len(images)
+        images=[training_image_item(image, issues[image.id], preview(image)) for image in images],
+        total_count=len(images),
+        summary=_summary(session, runtime, model, images, issues),
     )
 
 
 def _upload(
-    session: Session, runtime: Runtime, model: CustomModel, files: list[tuple[str, bytes]]
+    session: Session, runtime: Runtime, base_url: str, model: CustomModel, files: list[tuple[str, bytes]]
 ) -> TrainingImageList:
     outcomes = add_images(session, runtime.blobs, runtime.settings, model, files)
     images = list_images(session, model)
     issues = image_findings(model, images, runtime.settings)
+    preview = _previews(runtime, base_url, model)
     items: list[TrainingImageItem] = [
-        training_image_item(outcome.image, issues[outcome.image.id])
+        training_image_item(outcome.image, issues[outcome.image.id], preview(outcome.image))
         if outcome.image is not None
         else refused_image_item(outcome.filename, outcome.issues)
         for outcome in outcomes
     ]
-    return TrainingImageList(images=items, total_count=len(images))
+    return TrainingImageList(
+        images=items, total_count=len(images), summary=_summary(session, runtime, model, images, issues)
+    )
 
 
 async def _read_files(request: Request) -> list[tuple[str, bytes]]:
@@ -95,15 +132,17 @@ async def _read_files(request: Request) -> list[tuple[str, bytes]]:
     },
 )
 async def upload_images(
-    request: Request, model: EditableModel, session: SessionDep, runtime: RuntimeDep
+    request: Request, model: EditableModel, session: SessionDep, runtime: RuntimeDep, base_url: BaseUrlDep
 ) -> TrainingImageList:
     files = await _read_files(request)
-    return await run_in_threadpool(_upload, session, runtime, model, files)
+    return await run_in_threadpool(_upload, session, runtime, base_url, model, files)
 
 
 @router.get("", response_model=TrainingImageList, responses=MODEL_ERRORS, summary="The model's training images")
-def get_images(model: EditableModel, session: SessionDep, runtime: RuntimeDep) -> TrainingImageList:
-    return _listing(session, runtime, model)
+def get_images(
+    model: EditableModel, session: SessionDep, runtime: RuntimeDep, base_url: BaseUrlDep
+) -> TrainingImageList:
+    return _listing(session, runtime, base_url, model)
 
 
 def _image(session: Session, model: CustomModel, image_id: str) -> TrainingImage:
@@ -122,11 +161,16 @@ def _image(session: Session, model: CustomModel, image_id: str) -> TrainingImage
     summary="Edit an image's caption (3–40 words to train; other lengths are reported as errors)",
 )
 def patch_image(
-    image_id: str, body: CaptionPatch, model: EditableModel, session: SessionDep, runtime: RuntimeDep
+    image_id: str,
+    body: CaptionPatch,
+    model: EditableModel,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    base_url: BaseUrlDep,
 ) -> TrainingImageItem:
     image = update_caption(session, model, _image(session, model, image_id), body.caption)
     issues = image_findings(model, list_images(session, model), runtime.settings)
-    return training_image_item(image, issues[image.id])
+    return training_image_item(image, issues[image.id], _previews(runtime, base_url, model)(image))
 
 
 @router.delete("/{image_id}", status_code=204, responses=MODEL_ERRORS, summary="Delete a training image")

@@ -117,6 +117,22 @@ def _page_numbers(start: str | None, limit: str | None) -> tuple[int, int]:
     return start_number, limit_number
 
 
+PROJECT_FILTER_PATTERN = r"^(none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+
+
+def _project_filter(value: str | None) -> uuid.UUID | Literal["none"] | None:
+    """The listing's `projectId`: a project id, or `none` for the models in no project (Ember's addition)."""
+    if value is None:
+        return None
+    if value == "none":
+        return "none"
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        message = "Input should be a project id or `none`"
+        raise validation_error(["query", "projectId"], message, "value_error") from None
+
+
 @router.get(
     "",
     response_model=CustomModelList,
@@ -137,8 +153,17 @@ def list_custom_models(
     ] = None,
     sort_by: Annotated[SortBy, Query(alias="sortBy")] = "modifiedDate",
     published_state: Annotated[ListingFilter, Query(alias="publishedState")] = ListingFilter.published,
+    project_id: Annotated[
+        str | None,
+        Query(
+            alias="projectId",
+            json_schema_extra={"pattern": PROJECT_FILTER_PATTERN},
+            description="Only the models of this project (its id), or `none`: only those in no project.",
+        ),
+    ] = None,
 ) -> JSONResponse:
     start_number, limit_number = _page_numbers(start, limit)
+    project = _project_filter(project_id)
     descending = sort_by.startswith("-")
     page = list_models(
         session,
@@ -148,15 +173,18 @@ def list_custom_models(
         descending,
         start_number,
         limit_number,
+        project,
     )
 
     checks = current_checks(session, page.models)
     sign = url_signer(runtime, base_url)
 
     def link(rel: str, page_start: int) -> Link:
-        query = urlencode(
-            {"start": page_start, "limit": limit_number, "sortBy": sort_by, "publishedState": published_state.value}
-        )
+        fields: dict[str, str | int] = {"start": page_start, "limit": limit_number, "sortBy": sort_by}
+        fields["publishedState"] = published_state.value
+        if project_id is not None:
+            fields["projectId"] = project_id
+        query = urlencode(fields)
         return Link(href=f"{base_url}/v3/custom-models?{query}", rel=rel, templated=False)
 
     next_start = start_number + limit_number

@@ -7,10 +7,12 @@ export function testModelBadge(spec) {
   return h("span", { class: "badge warn", title: spec.displayName }, "test model — images are not meaningful");
 }
 
-export function stateBadge(model) {
+// `percent`, when known, is the running training job's progress.
+export function stateBadge(model, percent) {
   const published = model.publishedState === "published";
+  const training = model.trainingState === "training" && percent !== undefined;
   return [
-    h("span", { class: `badge state-${model.trainingState}` }, model.trainingState),
+    h("span", { class: `badge state-${model.trainingState}` }, training ? `training ${percent} %` : model.trainingState),
     published ? h("span", { class: "badge ok" }, "published") : null,
   ];
 }

@@ -9,7 +9,16 @@ function node(tag, attrs, text) {
   return el;
 }
 
-// `points` are [step, loss] pairs in step order.
+// An exponential moving average of the losses: per-step loss is noisy, its trend is what tells training works.
+export function smoothed(points, weight = 0.9) {
+  let average = null;
+  return points.map(([step, loss]) => {
+    average = average === null ? loss : weight * average + (1 - weight) * loss;
+    return [step, average];
+  });
+}
+
+// `points` are [step, loss] pairs in step order: drawn faint as they are, and strong as their moving average.
 export function lossChart(points, width = 560, height = 200) {
   const pad = { left: 48, right: 12, top: 12, bottom: 28 };
   const svg = node("svg", { viewBox: `0 0 ${width} ${height}`, class: "loss-chart", role: "img",
@@ -35,6 +44,8 @@ export function lossChart(points, width = 560, height = 200) {
   }
   svg.append(node("text", { x: pad.left, y: height - 8, class: "axis" }, `step ${x0}`));
   svg.append(node("text", { x: pad.left + plotW, y: height - 8, "text-anchor": "end", class: "axis" }, `step ${x1}`));
-  svg.append(node("polyline", { points: points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" "), class: "line" }));
+  const line = (series) => series.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
+  svg.append(node("polyline", { points: line(points), class: "line raw" }));
+  svg.append(node("polyline", { points: line(smoothed(points)), class: "line trend" }));
   return svg;
 }

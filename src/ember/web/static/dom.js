@@ -37,13 +37,54 @@ export function field(label, control, hint) {
   return h("div", { class: "field" }, h("label", { for: id }, label), control, hintEl);
 }
 
+// A short message in a corner: clicks pass through it to the page (only its ✕ takes them), errors stay longer.
 export function toast(message, kind = "info") {
   const el = document.getElementById("toast");
-  el.textContent = message;
+  const close = h("button", { type: "button", "aria-label": "Dismiss message", onclick: () => { el.hidden = true; } }, "×");
+  mount(el, h("span", {}, message), close);
   el.className = `toast ${kind}`;
   el.hidden = false;
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { el.hidden = true; }, 5000);
+  toast.timer = setTimeout(() => { el.hidden = true; }, kind === "error" ? 8000 : 3500);
+}
+
+// The browser tab says where the user is.
+export function setTitle(...parts) {
+  document.title = [...parts.filter(Boolean), "Ember"].join(" — ");
+}
+
+function modal(title, body, buttons) {
+  return new Promise((resolve) => {
+    const titleId = `dialog-title-${++labelCounter}`;
+    const form = h("form", { method: "dialog" }, h("h2", { id: titleId }, title), body,
+      h("div", { class: "actions dialog-actions" }, buttons));
+    const dialog = h("dialog", { class: "dialog", "aria-labelledby": titleId }, form);
+    dialog.addEventListener("close", () => { dialog.remove(); resolve(dialog.returnValue); });
+    document.body.append(dialog);
+    dialog.showModal();
+    const first = dialog.querySelector("input, textarea") || dialog.querySelector("button[value='cancel']");
+    if (first) first.focus();
+  });
+}
+
+// Asks before doing something that cannot be undone; resolves true when the user confirms.
+export async function confirmAction(title, message, confirmLabel, keepLabel = "Keep it") {
+  const answer = await modal(title, h("p", {}, message), [
+    h("button", { type: "submit", value: "cancel" }, keepLabel),
+    h("button", { type: "submit", value: "confirm", class: "primary danger-fill" }, confirmLabel),
+  ]);
+  return answer === "confirm";
+}
+
+// Asks for one line of text; resolves the trimmed text, or null when the user cancels.
+export async function askText(title, label, value, confirmLabel) {
+  const input = h("input", { type: "text", required: true, maxlength: 200, value });
+  input.value = value;
+  const answer = await modal(title, field(label, input), [
+    h("button", { type: "submit", value: "cancel", formnovalidate: true }, "Cancel"),
+    h("button", { type: "submit", value: "confirm", class: "primary" }, confirmLabel),
+  ]);
+  return answer === "confirm" && input.value.trim() ? input.value.trim() : null;
 }
 
 export function formatDate(iso) {

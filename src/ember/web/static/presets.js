@@ -18,4 +18,11 @@ flat_design geometric glassmorphism glitch_graphic graffiti hyper_realistic inte
 newspaper_collage optical_illusion pattern_pixel pixel_art pop_art product_photo psychedelic_background
 psychedelic_wonderland scandinavian splash_images stamp trompe_loeil`.split(/\s+/);
 
-export const presetLabel = (id) => id.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());
+// Ids whose words do not read as a name on their own.
+const LABELS = {
+  bw: "Black and white", "3d": "3D", "3d_patterns": "3D patterns", long: "Long exposure", neo: "Neo-expressionism",
+  polka: "Polka dots", dais: "Dais (pedestal)", trompe_loeil: "Trompe-l'œil", hyper_realistic: "Hyper-realistic",
+  low_poly: "Low poly", paper_mache: "Papier-mâché", multiexposure: "Multiple exposure",
+};
+
+export const presetLabel = (id) => LABELS[id] || id.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());

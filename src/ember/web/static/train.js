@@ -2,16 +2,25 @@
 
 import { api, ApiError, baseModels, modelPath, uploadImages } from "./api.js";
 import { testModelBadge } from "./badges.js";
-import { field, h, mount, toast } from "./dom.js";
+import { confirmAction, field, h, mount, setTitle, toast } from "./dom.js";
 
 const NEW_PROJECT = "__new__";
 const ACCEPTED = "image/png,image/jpeg,image/webp";
-// Thumbnails of files chosen in this page, by file name: the API keeps the images but serves no previews.
-const thumbnails = new Map();
+// The rule each image-level code stands for, as the training-set summary names it.
+const RULES = {
+  image_too_small: "Too small for the base model",
+  aspect_ratio_out_of_range: "Aspect ratio outside 16:9 … 9:16",
+  duplicate_image: "Duplicate of another image",
+  caption_missing: "No caption",
+  caption_too_short: "Caption too short (under 3 words)",
+  caption_too_long: "Caption too long (over 40 words)",
+  too_many_images: "Past the image limit",
+};
 
 export async function trainView(view) {
+  setTitle("Train a model");
   const [specs, projects] = await Promise.all([baseModels(), api("GET", "/v3/projects")]);
-  const name = h("input", { type: "text", name: "displayName", required: true, maxlength: 200 });
+  const name = h("input", { type: "text", name: "displayName", required: true, maxlength: 200, "data-autofocus": true });
   const subject = h("input", { type: "radio", name: "mode", value: "subject", id: "mode-subject", checked: true });
   const style = h("input", { type: "radio", name: "mode", value: "style", id: "mode-style" });
   const concept = h("input", { type: "text", name: "conceptId", maxlength: 200, pattern: "\\S+" });
@@ -74,8 +83,10 @@ export async function trainView(view) {
         projectId,
         baseModel: { name: base.value },
       });
-      toast(`Created ${model.displayName}. Now add images.`);
-      location.hash = `#/models/${encodeURIComponent(model.assetId)}`;
+      toast(`Created ${model.displayName}. Now add images.`, "ok");
+      // The form is done with: Back from the model goes to where the user came from, not to a form that
+      // would make a second draft.
+      location.replace(`#/models/${encodeURIComponent(model.assetId)}`);
     } catch (problem) {
       error.textContent = problem instanceof ApiError ? problem.details() : String(problem);
     } finally {
@@ -83,7 +94,6 @@ export async function trainView(view) {
     }
   });
   mount(view, form);
-  name.focus();
   return null;
 }
 
@@ -98,8 +108,44 @@ function imageWarnings(warnings) {
   return h("ul", { class: "warnings" }, warnings.map((w) => h("li", { dataset: { code: w.code } }, w.message)));
 }
 
+// The training set at a glance: its score, whether it may train, each broken rule with the files that break it,
+// and one button that deletes every image that breaks a rule.
+function summaryCard(summary, images, deleteFlagged) {
+  if (!summary) return null;
+  const byRule = new Map();
+  for (const image of images) {
+    for (const error of image.errors) {
+      const rule = byRule.get(error.code) || { label: RULES[error.code] || error.message, files: [] };
+      rule.files.push(image.filename);
+      byRule.set(error.code, rule);
+    }
+  }
+  const setWide = summary.blocking.filter((error) => error.loc[0] !== "images" || error.loc.length === 1);
+  const flagged = images.filter((image) => image.errors.length);
+  const guidance = [
+    ...setWide.map((error) => h("li", { dataset: { code: error.type } }, error.msg)),
+    ...[...byRule.entries()].map(([code, rule]) => h("li", { dataset: { code } },
+      h("strong", {}, `${rule.label}: `), `${rule.files.length} image${rule.files.length === 1 ? "" : "s"} — `,
+      rule.files.join(", "))),
+    summary.reviewCount ? h("li", { class: "muted", dataset: { code: "review" } },
+      `${summary.reviewCount} caption${summary.reviewCount === 1 ? "" : "s"} to review (not blocking).`) : null,
+  ];
+  return h("div", { class: `summary ${summary.readyToTrain ? "ready" : "blocked"}`, id: "training-summary" },
+    h("div", { class: "score" },
+      h("meter", { min: 0, max: 100, low: 60, high: 99, optimum: 100, value: summary.score,
+        "aria-label": "Training set score" }),
+      h("strong", {}, `${summary.score} / 100`),
+      h("span", { class: "muted" },
+        `${summary.usableCount} of ${summary.imageCount} image${summary.imageCount === 1 ? "" : "s"} usable · ${summary.minImages}–${summary.maxImages} needed`)),
+    h("p", { class: "summary-verdict" }, summary.readyToTrain ? "Ready to train." : "Training cannot start yet:"),
+    h("ul", { class: "summary-rules" }, guidance),
+    flagged.length ? h("div", { class: "actions" }, h("button", { type: "button", class: "danger", id: "delete-flagged",
+      onclick: () => deleteFlagged(flagged) }, `Delete ${flagged.length} flagged image${flagged.length === 1 ? "" : "s"}`)) : null);
+}
+
 // The draft's images, sample prompt and Train button; `onTrain(jobId)` runs once training is accepted.
-export async function draftEditor(container, model, onTrain) {
+// `trainLabel` names the button ("Retrain" for a trained model, whose next training makes a new version).
+export async function draftEditor(container, model, onTrain, trainLabel = "Train") {
   const path = modelPath(model.assetId);
   const grid = h("ul", { class: "image-grid", "aria-label": "Training images" });
   const refused = h("ul", { class: "refused", "aria-label": "Files that were not added" });
@@ -108,27 +154,46 @@ export async function draftEditor(container, model, onTrain) {
   const files = h("input", { type: "file", multiple: true, accept: ACCEPTED, id: "image-files" });
   const drop = h("label", { class: "dropzone", for: "image-files" },
     h("strong", {}, "Select images from your computer"), h("span", { class: "muted" }, " or drop them here"),
-    h("small", { class: "muted block" }, "JPEG, PNG or WebP · 10–30 images · each up to 50 MB"));
+    h("small", { class: "muted block" }, "JPEG, PNG or WebP · 10–30 images · each up to 50 MB"),
+    files); // inside its label, so the drop zone shows keyboard focus (:focus-within)
 
-  const renderImages = (images) => {
+  const summaryBox = h("div");
+  const deleteFlagged = async (flagged) => {
+    const sure = await confirmAction(`Delete ${flagged.length} flagged image${flagged.length === 1 ? "" : "s"}?`,
+      `These break a training rule: ${flagged.map((image) => image.filename).join(", ")}.`, "Delete them");
+    if (!sure) return;
+    try {
+      for (const image of flagged) await api("DELETE", `${path}/images/${image.id}`);
+      toast(`Deleted ${flagged.length} image${flagged.length === 1 ? "" : "s"}.`, "ok");
+    } catch (problem) {
+      toast(problem.details ? problem.details() : String(problem), "error");
+    }
+    await reload();
+  };
+  const renderImages = (images, summary) => {
     const flagged = images.filter((image) => image.errors.length).length;
     const review = images.filter((image) => !image.errors.length && image.warnings?.length).length;
     count.textContent = `${images.length} image${images.length === 1 ? "" : "s"}`
       + (flagged ? ` · ${flagged} need${flagged === 1 ? "s" : ""} attention` : "")
       + (review ? ` · ${review} to review` : "");
+    mount(summaryBox, summaryCard(summary, images, deleteFlagged));
     mount(grid, images.map(imageCard));
   };
-  const reload = async () => renderImages((await api("GET", `${path}/images`)).images);
+  const reload = async () => {
+    const listing = await api("GET", `${path}/images`);
+    renderImages(listing.images, listing.summary);
+  };
 
   function imageCard(image) {
     const caption = h("textarea", { rows: 3, maxlength: 2000, id: `caption-${image.id}` }, image.caption || "");
     caption.value = image.caption || "";
     const save = h("button", { type: "button" }, "Save caption");
     const remove = h("button", { type: "button", class: "danger" }, "Delete");
-    const thumb = thumbnails.get(image.filename);
+    const thumb = image.previewUrl;
     const card = h("li", { class: `image-card${image.errors.length ? " flagged" : ""}`, dataset: { imageId: image.id } },
       h("div", { class: "image-card-head" },
-        thumb ? h("img", { src: thumb, alt: image.filename, class: "thumb" }) : h("div", { class: "thumb placeholder", "aria-hidden": "true" }, "?"),
+        thumb ? h("img", { src: thumb, alt: `Preview of ${image.filename}`, class: "thumb", width: 96, height: 96 })
+          : h("div", { class: "thumb placeholder", "aria-hidden": "true" }, "?"),
         h("p", { class: "filename" }, image.filename,
           image.width ? h("small", { class: "muted block" }, `${image.width} × ${image.height}`) : null)),
       h("label", { for: caption.id }, `Caption for ${image.filename}`),
@@ -163,7 +228,6 @@ export async function draftEditor(container, model, onTrain) {
 
   const upload = async (chosen) => {
     if (!chosen.length) return;
-    for (const file of chosen) thumbnails.set(file.name, URL.createObjectURL(file));
     progress.hidden = false;
     progress.value = 0;
     try {
@@ -196,7 +260,36 @@ export async function draftEditor(container, model, onTrain) {
     : "A prompt that shows off the style.";
   const steps = h("input", { type: "number", name: "steps", min: 1, max: 20000, inputmode: "numeric" });
   const trainErrors = h("div", { class: "error", role: "alert" });
-  const train = h("button", { type: "button", class: "primary", id: "train-button" }, "Train");
+  // A draft's concept word can still change (the server refuses it once the model has trained).
+  let conceptField = null;
+  if (model.trainingMode === "subject" && model.trainingState === "draft") {
+    const concept = h("input", { type: "text", name: "conceptId", maxlength: 200, value: model.conceptId });
+    concept.value = model.conceptId;
+    concept.addEventListener("change", async () => {
+      mount(trainErrors);
+      try {
+        Object.assign(model, await api("PATCH", path, { conceptId: concept.value.trim() }));
+        toast(`The concept word is now “${model.conceptId}”.`, "ok");
+        await reload();
+      } catch (problem) {
+        concept.value = model.conceptId;
+        mount(trainErrors, h("p", {}, problem instanceof ApiError ? problem.details() : String(problem)));
+      }
+    });
+    conceptField = field("Concept word", concept, "The word your prompts use for the subject; it can change until the first training.");
+  }
+  const train = h("button", { type: "button", class: "primary", id: "train-button" }, trainLabel);
+  // The prompt is saved as soon as it is changed, so the summary above says at once whether it is right.
+  prompt.addEventListener("change", async () => {
+    if (prompt.value.trim() === (model.samplePrompt || "")) return;
+    mount(trainErrors);
+    try {
+      Object.assign(model, await api("PATCH", path, { samplePrompt: prompt.value.trim() }));
+      await reload();
+    } catch (problem) {
+      mount(trainErrors, h("p", {}, problem instanceof ApiError ? problem.details() : String(problem)));
+    }
+  });
   train.addEventListener("click", async () => {
     train.disabled = true;
     mount(trainErrors);
@@ -217,13 +310,20 @@ export async function draftEditor(container, model, onTrain) {
     }
   });
 
+  // A base model whose weights are not on this server cannot train: said before any image is prepared.
+  const spec = (await baseModels())[model.baseModel.name];
+  const unavailable = spec?.unavailableReason || (spec && !spec.trainable ? "it can generate but not be trained" : "");
+  if (unavailable) train.disabled = true;
   mount(container,
+    unavailable ? h("p", { class: "notice error", role: "alert", id: "base-model-unavailable" },
+      `${spec.displayName} cannot be trained on this server: ${unavailable}. Ask the server's administrator, or create the model on another base model.`) : null,
     h("section", { class: "card", "aria-labelledby": "images-title" },
       h("h2", { id: "images-title" }, "Step 2 of 3 — training images"),
       h("p", { class: "muted" }, "Each image gets a caption automatically. Fix anything flagged in red: edit the caption, or delete the image."),
-      drop, files, progress, refused, count, grid),
+      drop, progress, refused, summaryBox, count, grid),
     h("section", { class: "card", "aria-labelledby": "prompt-title" },
       h("h2", { id: "prompt-title" }, "Step 3 of 3 — sample prompt and training"),
+      conceptField,
       field("Sample prompt", prompt, promptHint),
       h("details", {}, h("summary", {}, "Advanced"),
         field("Training steps", steps, "Leave empty for the base model's preset.")),
