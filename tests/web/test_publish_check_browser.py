@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from .test_browser_flow import PASSWORD, STEP_TIMEOUT_MS, UPLOAD_TIMEOUT_MS, Walk
+from .conftest import Walk
+from .test_browser_flow import PASSWORD, STEP_TIMEOUT_MS, UPLOAD_TIMEOUT_MS
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +60,7 @@ def test_publishing_a_model_whose_check_failed_asks_first_in_the_browser(
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.set_default_timeout(STEP_TIMEOUT_MS)
     expect.set_options(timeout=STEP_TIMEOUT_MS)
-    walk = Walk(page, artifacts)
+    walk = Walk(page, artifacts, "check-")
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
 
