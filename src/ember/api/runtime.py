@@ -15,8 +15,8 @@ from ember.cluster import RayConnection
 from ember.config import Settings
 from ember.data_dir import prepare_data_dir
 from ember.identity import token_secret
-from ember.jobs.dispatch import Dispatcher
 from ember.jobs.links import output_url, url_key
+from ember.jobs.pool import PoolClient
 from ember.jobs.views import SignUrl
 from ember.jobs.webhook_delivery import DeliveryPolicy, WebhookSender
 from ember.store.database import open_engine, session_factory
@@ -33,7 +33,7 @@ class Runtime:
     token_key: bytes
     rate_limiter: RateLimiter
     metrics: Metrics
-    dispatcher: Dispatcher
+    dispatcher: PoolClient
     webhooks: WebhookSender
 
     @classmethod
@@ -72,6 +72,6 @@ class Runtime:
             token_key=token_key,
             rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_per_day, **limiter_args),
             metrics=Metrics(count_jobs),
-            dispatcher=Dispatcher(settings, sessions, ray),
+            dispatcher=PoolClient(settings, sessions, ray),
             webhooks=WebhookSender(sessions, token_key, signer, policy),
         )

@@ -7,9 +7,12 @@ from pathlib import Path
 import typer
 
 from ember.engine.toy.cli import app as toy_app
+from ember.pool_cli import serve_pool, stop_pool
 
 app = typer.Typer(help="Run the engine directly: generate, train, caption, check datasets.", no_args_is_help=True)
 app.add_typer(toy_app, name="toy")
+app.command("serve")(serve_pool)
+app.command("stop")(stop_pool)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 FORMATS = {"jpeg": ("image/jpeg", "jpg"), "png": ("image/png", "png"), "webp": ("image/webp", "webp")}
