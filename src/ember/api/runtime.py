@@ -70,7 +70,9 @@ class Runtime:
             blobs=blobs,
             ray=ray,
             token_key=token_key,
-            rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_per_day, **limiter_args),
+            rate_limiter=RateLimiter(
+                sessions, settings.rate_limit_per_minute, settings.rate_limit_per_day, **limiter_args
+            ),
             metrics=Metrics(count_jobs),
             dispatcher=PoolClient(settings, sessions, ray),
             webhooks=WebhookSender(sessions, token_key, signer, policy),

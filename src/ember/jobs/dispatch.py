@@ -303,7 +303,8 @@ class Dispatcher:
         else:
             worker_id = f"{records.job_host()}-{os.getpid()}-{index}-{self._generation}"
             naming = {}
-        actor = ray.remote(concurrency_groups={CONTROL_GROUP: 4})(EngineWorker).options(
+        remote: Any = ray.remote
+        actor = remote(concurrency_groups={CONTROL_GROUP: 4})(EngineWorker).options(
             num_cpus=self.settings.engine_worker_num_cpus,
             num_gpus=gpus_per_worker(self.settings.engine_worker_num_gpus, ray.cluster_resources().get("GPU", 0.0)),
             max_restarts=0,
