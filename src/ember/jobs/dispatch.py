@@ -112,7 +112,7 @@ class Dispatcher:
         """Each engine worker's device and dtype ("cuda (bfloat16)"), or "starting" until it has answered."""
         return [state["device"] for state in self.worker_states(check=False)]
 
-    def worker_states(self, check: bool = True, timeout_s: float = 2.0) -> list[dict[str, Any]]:
+    def worker_states(self, check: bool = True, timeout_s: float = 1.5) -> list[dict[str, Any]]:
         """Each worker: its id, device ("starting" until it answered) and, with `check`, the result of its own
         database and blob-store check ("ok", what failed, or "no answer")."""
         import ray
@@ -122,8 +122,11 @@ class Dispatcher:
         checks = (
             [slot.handle.check.options(concurrency_group=CONTROL_GROUP).remote() for slot in slots] if check else []
         )
+        places = (
+            [slot.handle.where.options(concurrency_group=CONTROL_GROUP).remote() for slot in slots] if check else []
+        )
         if checks:
-            ray.wait(checks, num_returns=len(checks), timeout=timeout_s)
+            ray.wait(checks + places, num_returns=len(checks) + len(places), timeout=timeout_s)
         states = []
         for position, slot in enumerate(slots):
             done, _ = ray.wait([slot.device], timeout=0) if slot.device is not None else ([], [])
@@ -131,6 +134,9 @@ class Dispatcher:
             if check:
                 finished, _ = ray.wait([checks[position]], timeout=0)
                 state["check"] = _answer(finished[0]) if finished else "no answer"
+                placed, _ = ray.wait([places[position]], timeout=0)
+                if placed and state["check"] == "ok":
+                    state.update(ray.get(placed[0]))
             states.append(state)
         return states
 

@@ -27,7 +27,7 @@ from ember.config import Settings, load_settings
 log = logging.getLogger("ember.jobs.pool")
 NAMESPACE = "ember"
 POOL_CONCURRENCY = 32
-ASK_TIMEOUT_S = 5.0
+ASK_TIMEOUT_S = 3.0  # the pool asks its workers for at most WORKER_CHECK_S of it
 # Forwarded from the creator's environment to the pool and its workers (credentials and model sources).
 FORWARDED_PREFIXES = ("AWS_", "HF_", "EMBER_C2PA_")
 NOT_FORWARDED = frozenset({"EMBER_C2PA_CERT", "EMBER_C2PA_KEY"})  # paths on one machine: their contents go
@@ -188,7 +188,7 @@ class PoolClient:
         """Each worker of the pool (id, device, and its own dependency check), [] while there is no pool."""
         import ray
 
-        if self._handle is None:
+        if self._handle is None or not self._started.is_set():
             return []
         try:
             states: list[dict[str, Any]] = ray.get(self._handle.workers.remote(check), timeout=ASK_TIMEOUT_S)

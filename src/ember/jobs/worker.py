@@ -104,6 +104,12 @@ class EngineWorker:
             return f"blob store: {type(error).__name__}: {error}"
         return "ok"
 
+    def where(self) -> dict[str, Any]:
+        """Where this worker runs (Ray node id, process id) and the jobs it carries now: for operators."""
+        import ray
+
+        return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "jobs": sorted(self._current)}
+
     def watch(self) -> str:
         """Returns when the worker starts draining; while the worker lives it does not return, so its caller
         learns of the worker's death from Ray at once."""
