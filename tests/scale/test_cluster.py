@@ -64,7 +64,8 @@ class Deployment:
 
     def submit(self, replica: str, prompt: str, **body: Any) -> str:
         response = httpx.post(
-            f"{self.url(replica)}/v3/images/generate-async", json={"prompt": prompt, **body},
+            f"{self.url(replica)}/v3/images/generate-async",
+            json={"prompt": prompt, "size": {"width": 1024, "height": 1024}, **body},
             headers={**self.headers, "x-accept-mimetype": "image/png"}, timeout=30,
         )
         assert response.status_code == 202, response.text
@@ -187,7 +188,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Ite
 
 def test_sixty_jobs_sent_to_one_replica_keep_both_workers_busy_within_2_s(deployment: Deployment) -> None:
     job_ids = [deployment.submit("a", f"a lighthouse {n}", numVariations=1) for n in range(60)]
-    statuses = finished(deployment, "b", job_ids, 180)
+    statuses = finished(deployment, "b", job_ids, 300)
     assert [status["status"] for status in statuses] == ["succeeded"] * 60
     rows = deployment.rows(job_ids)
     first_sent = min(row.created_at for row in rows)
