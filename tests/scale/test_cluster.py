@@ -225,11 +225,17 @@ def test_a_stale_attempt_leaves_every_output_of_the_finished_job_intact(deployme
         "the stale attempt ended",
         lambda: not any(w["jobs"] for w in deployment.workers()[1] if w["id"] == stale["id"]), 60, interval=1,
     )
-    assert deployment.status("a", job_id) == done
-    urls = [output["image"]["url"] for output in done["result"]["outputs"]]
+    after = deployment.status("a", job_id)
+    assert (after["status"], after["attempts"]) == ("succeeded", 2)
+    assert [url.split("?")[0] for url in output_urls(after)] == [url.split("?")[0] for url in output_urls(done)]
+    urls = output_urls(done)
     assert len(urls) == 4
     for url in urls:  # presigned S3 URLs: they work from anywhere, whichever replica made them
         assert httpx.get(url, timeout=30).status_code == 200, url
+
+
+def output_urls(status: dict[str, Any]) -> list[str]:
+    return [output["image"]["url"] for output in status["result"]["outputs"]]
 
 
 def test_a_job_for_a_custom_model_goes_to_the_worker_holding_it_whichever_replica_took_it(

@@ -250,9 +250,10 @@ def sweep(
 ) -> Sweep:
     """End jobs past their time limit; take back jobs whose worker went silent (dispatch again, or fail them
     once they used their attempts); find pending jobs nobody carries. `dispatched` are the jobs this process
-    handed to Ray that are still in flight; a pending job younger than `pending_grace_s` may be in flight from
-    another API replica. Training jobs have their own limits (`training`; the generation ones when None): a
-    training job dispatched again resumes from its last checkpoint."""
+    handed to Ray that are still in flight (a job taken back from a silent worker is dispatched again even so: the
+    silent worker may hold its call for ever); a pending job younger than `pending_grace_s` may still be on its
+    way from the API replica that inserted it. Training jobs have their own limits (`training`; the generation
+    ones when None): a training job dispatched again resumes from its last checkpoint."""
     limits = {
         JobKind.generate: KindLimits(job_timeout_s, max_attempts),
         JobKind.train: training or KindLimits(job_timeout_s, max_attempts),
@@ -273,7 +274,7 @@ def sweep(
             .where(Job.state == JobState.pending, or_(Job.created_at < settled, Job.id.in_(lost)))
             .order_by(Job.created_at)
         )
-        if job_id not in dispatched
+        if job_id not in dispatched or job_id in lost  # a silent worker may still hold the call it never ran
     ]
     still_active = _active_training_models(session)
     return Sweep(

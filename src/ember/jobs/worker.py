@@ -79,6 +79,7 @@ class EngineWorker:
         self.lora_dir = Path(config.data_dir) / "cache" / "loras"
         self._current: dict[str, int] = {}  # job id → the attempt this worker runs
         self._draining = threading.Event()
+        self._training = threading.Lock()
         self._drain_on_sigterm()
         self._beating = threading.Thread(target=self._heartbeat_loop, name="ember-heartbeat", daemon=True)
         self._beating.start()
@@ -174,6 +175,10 @@ class EngineWorker:
             self._current.pop(job_id, None)
 
     def _train(self, job_id: str, attempt: int, spec: dict[str, Any]) -> str:
+        with self._training:  # one training at a time per worker (per GPU); heartbeats keep a waiting job alive
+            return self._train_now(job_id, attempt, spec)
+
+    def _train_now(self, job_id: str, attempt: int, spec: dict[str, Any]) -> str:
         return TrainingRun(
             job_id,
             spec,
