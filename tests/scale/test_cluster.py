@@ -66,7 +66,9 @@ class Deployment:
         response = httpx.post(
             f"{self.url(replica)}/v3/images/generate-async",
             json={"prompt": prompt, "size": {"width": 1024, "height": 1024}, **body},
-            headers={**self.headers, "x-accept-mimetype": "image/png"}, timeout=30,
+            headers={**self.headers, "x-accept-mimetype": "image/png",
+                     **({"x-model-version": "image3_custom"} if "customModelId" in body else {})},
+            timeout=30,
         )
         assert response.status_code == 202, response.text
         return str(response.json()["jobId"])

@@ -78,7 +78,46 @@ class WorkerSlot:
     draining: bool = False
 
 
-class Dispatcher:
+class OnRay:
+    """Work started in a background thread once Ray is connected (`_background`), and whether jobs can be
+    taken meanwhile; shared by the pool's dispatcher and an API replica's client of the pool."""
+
+    settings: Settings
+    ray: RayConnection
+    _started: threading.Event
+    _stopping: threading.Event
+    _thread: threading.Thread | None
+
+    @property
+    def accepting(self) -> bool:
+        """Whether new jobs can be carried (Ray enabled and not known to have failed)."""
+        return self.settings.ray_enabled and self.ray.status().state is not RayState.failed
+
+    def start(self) -> None:
+        if not self.settings.ray_enabled or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._background, name=f"ember-{type(self).__name__}", daemon=True)
+        self._thread.start()
+
+    def wait_started(self, timeout: float) -> bool:
+        """Block until the workers exist and recovery is done (tests, benchmarks)."""
+        return self._started.wait(timeout)
+
+    def _background(self) -> None:
+        raise NotImplementedError
+
+    def _ray_connected(self) -> bool:
+        """Wait for Ray; False (logged) when it failed or this is stopping."""
+        status = self.ray.wait(RAY_CONNECT_TIMEOUT_S)
+        while status.state is RayState.starting and not self._stopping.is_set():
+            status = self.ray.wait(1.0)
+        if status.state is not RayState.connected:
+            log.error("engine workers not reached: Ray is %s %s", status.state.value, status.detail)
+            return False
+        return True
+
+
+class Dispatcher(OnRay):
     """Owns the engine worker actors of a deployment and its reaper thread.
 
     `name_prefix` names the workers (detached actors in `namespace`), so that a restarted pool finds the
@@ -140,21 +179,6 @@ class Dispatcher:
             states.append(state)
         return states
 
-    @property
-    def accepting(self) -> bool:
-        """Whether new jobs can be carried (Ray enabled and not known to have failed)."""
-        return self.settings.ray_enabled and self.ray.status().state is not RayState.failed
-
-    def start(self) -> None:
-        if not self.settings.ray_enabled or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="ember-dispatch", daemon=True)
-        self._thread.start()
-
-    def wait_started(self, timeout: float) -> bool:
-        """Block until the workers exist and recovery is done (tests, benchmarks)."""
-        return self._started.wait(timeout)
-
     def stop(self) -> None:
         self._stopping.set()
         if self._thread is not None:
@@ -204,12 +228,8 @@ class Dispatcher:
                     return warm
         return least
 
-    def _run(self) -> None:
-        status = self.ray.wait(RAY_CONNECT_TIMEOUT_S)
-        while status.state is RayState.starting and not self._stopping.is_set():
-            status = self.ray.wait(1.0)
-        if status.state is not RayState.connected:
-            log.error("engine workers not started: Ray is %s %s", status.state.value, status.detail)
+    def _background(self) -> None:
+        if not self._ray_connected():
             self._reap_forever()
             return
         try:

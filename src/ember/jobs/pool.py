@@ -21,8 +21,9 @@ import os
 import threading
 from typing import Any
 
-from ember.cluster import AttachedRay, RayConnection, RayState
+from ember.cluster import AttachedRay, RayConnection
 from ember.config import Settings, load_settings
+from ember.jobs.dispatch import OnRay
 
 log = logging.getLogger("ember.jobs.pool")
 NAMESPACE = "ember"
@@ -120,7 +121,7 @@ def find_or_create_pool(settings: Settings) -> Any:
     return actor.remote(niceness)
 
 
-class PoolClient:
+class PoolClient(OnRay):
     """An API replica's side of the pool: finds (or creates) it once Ray is connected, tells it about new
     jobs, asks it about workers. Stopping a replica stops the pool only when the replica owns the Ray it runs
     on (the embedded local Ray, or a test's); a pool on a cluster the replica joined stays."""
@@ -130,41 +131,20 @@ class PoolClient:
         self.sessions = sessions
         self.ray = ray
         self._handle: Any = None
-        self._found = threading.Event()
         self._started = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @property
-    def accepting(self) -> bool:
-        """Whether new jobs can be carried (Ray enabled and not known to have failed)."""
-        return self.settings.ray_enabled and self.ray.status().state is not RayState.failed
-
-    def start(self) -> None:
-        if not self.settings.ray_enabled or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._connect, name="ember-pool", daemon=True)
-        self._thread.start()
-
-    def wait_started(self, timeout: float) -> bool:
-        """Block until the pool's workers exist and its recovery is done (tests, benchmarks)."""
-        return self._started.wait(timeout)
-
-    def _connect(self) -> None:
+    def _background(self) -> None:
         import ray
 
-        status = self.ray.wait(300.0)
-        while status.state is RayState.starting and not self._stopping.is_set():
-            status = self.ray.wait(1.0)
-        if status.state is not RayState.connected:
-            log.error("engine pool not reached: Ray is %s %s", status.state.value, status.detail)
+        if not self._ray_connected():
             return
         try:
             self._handle = find_or_create_pool(self.settings)
         except Exception:
             log.exception("engine pool could not be found or created")
             return
-        self._found.set()
         while not self._stopping.is_set():
             try:
                 if ray.get(self._handle.started.remote(1.0), timeout=30):
