@@ -152,12 +152,18 @@ async def batch(base: str, data_dir: Path, org_headers: list[dict[str, str]], co
         return elapsed, (await poller if poller is not None else [])
 
 
+def ray_env() -> dict[str, str]:
+    """Ray's token authentication is on wherever a token file exists: every node and driver must then say so."""
+    env = {"RAY_USAGE_STATS_ENABLED": "0"}
+    if (Path.home() / ".ray" / "auth_token").is_file():
+        env["RAY_AUTH_MODE"] = "token"
+    return env
+
+
 def ray_head(temp_dir: Path, cpus: int) -> tuple[subprocess.Popen[bytes], str]:
     """A Ray head for the run, on loopback, in its own process group (`--block`)."""
     port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    if (Path.home() / ".ray" / "auth_token").is_file():
-        env["RAY_AUTH_MODE"] = "token"
+    env = {**os.environ, **ray_env()}
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
          f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
@@ -190,7 +196,7 @@ def two_replicas(args: argparse.Namespace) -> None:
         throughput: dict[int, float] = {}
         try:
             for workers in (1, 2):
-                env = {**engine_env(model_dir, args.threads), "EMBER_RAY_ADDRESS": address,
+                env = {**engine_env(model_dir, args.threads), **ray_env(), "EMBER_RAY_ADDRESS": address,
                        "EMBER_ENGINE_WORKERS": str(workers)}
                 env.pop("EMBER_RAY_NUM_CPUS")  # a joined cluster has its own
                 ports = [free_port(), free_port()]
@@ -215,8 +221,7 @@ def two_replicas(args: argparse.Namespace) -> None:
                     subprocess.run(
                         [str(Path(sys.executable).parent / "ember"), "engine", "stop", "--ray-address", address,
                          "--data-dir", str(data_dir)],
-                        env={**os.environ, "RAY_AUTH_MODE": "token"} if (Path.home() / ".ray" / "auth_token").is_file()
-                        else dict(os.environ),
+                        env={**os.environ, **ray_env()},
                         stdout=subprocess.DEVNULL, check=False, timeout=120,
                     )
         finally:
