@@ -3,6 +3,7 @@ a quota holds for the whole deployment however many API replicas share it."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -10,11 +11,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ember.store.database import transaction
 from ember.store.rate_tables import RateCount
 
+log = logging.getLogger("ember.api.rate_limit")
 MINUTE = 60
 DAY = 86_400
 
@@ -51,6 +54,15 @@ class RateLimiter:
         """Count one request, or raise RateLimited (without counting) when any quota is used up."""
         if not self.quotas:
             return
+        try:
+            self._count(org_id)
+        except OperationalError:
+            # The database refuses the count (locked by a long write, briefly unreachable): the request goes on
+            # uncounted rather than failing for the limiter's sake; a request that itself needs the database gets
+            # its own clear 503.
+            log.warning("rate limit not counted: the database refused the write", exc_info=True)
+
+    def _count(self, org_id: uuid.UUID) -> None:
         now = self.clock()
         # A refusal raised inside the transaction rolls back the other quota's count too.
         with transaction(self.sessions) as session:
