@@ -1,20 +1,23 @@
-"""The Python SDK: an Ember (or Firefly Services) client for tokens, uploads, generation jobs and outputs."""
+"""The Python SDK: an Ember (or Firefly Services) client for tokens, uploads, generation jobs and outputs, and
+(`EmberClient.models`, a `ModelsApi`) the custom-model lifecycle."""
 
 from __future__ import annotations
 
+import mimetypes
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ember.job_stream import StreamEvent, fold, parse_events
+from ember.media import EXTENSIONS
 
 DEFAULT_SCOPE = "openid,AdobeID,firefly_api,ff_apis"
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "timeout"})
-EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 TOKEN_MARGIN_S = 60
+UPLOAD_BATCH = 10  # training images per multipart request: keeps each request far below the body limit
 STREAM_TRIES = 3  # connections to a job's event stream before following it by polling
 
 
@@ -254,11 +257,98 @@ class EmberClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    @property
+    def models(self) -> ModelsApi:
+        """The custom-model lifecycle endpoints."""
+        return ModelsApi(self)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any endpoint under the base URL with this client's token: its JSON body, its bytes, or None (204);
+        ApiCallFailed on an error answer."""
+        response = self.http.request(method, f"{self.base_url}{path}", headers=self.headers(), **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"message": response.text}
+            raise ApiCallFailed(response.status_code, body)
+        if response.status_code == 204 or not response.content:
+            return None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.content
+
     def _json(self, response: httpx.Response) -> dict[str, Any]:
         body = _body(response)
         if response.status_code >= 400:
             raise ApiCallFailed(response.status_code, body)
         return body
+
+
+class ModelsApi:
+    """The custom-model lifecycle endpoints, over an SDK client's token and headers."""
+
+    def __init__(self, client: EmberClient) -> None:
+        self.client = client
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.client.call(method, path, **kwargs)
+
+    @staticmethod
+    def _model(asset_id: str) -> str:
+        return f"/v3/custom-models/{asset_id}"
+
+    def create_project(self, name: str) -> dict[str, Any]:
+        existing = [p for p in self._call("GET", "/v3/projects")["projects"] if p["name"] == name]
+        return existing[0] if existing else dict(self._call("POST", "/v3/projects", json={"name": name}))
+
+    def create(self, **fields: Any) -> dict[str, Any]:
+        body = {key: value for key, value in fields.items() if value is not None}
+        return dict(self._call("POST", "/v3/custom-models", json=body))
+
+    def get(self, asset_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", self._model(asset_id)))
+
+    def update(self, asset_id: str, **fields: Any) -> dict[str, Any]:
+        body = {key: value for key, value in fields.items() if value is not None}
+        return dict(self._call("PATCH", self._model(asset_id), json=body))
+
+    def upload(self, asset_id: str, files: Iterable[tuple[str, bytes]]) -> list[dict[str, Any]]:
+        """Every file's outcome (stored with its caption, or refused), in batches of UPLOAD_BATCH."""
+        pending = list(files)
+        outcomes: list[dict[str, Any]] = []
+        for start in range(0, len(pending), UPLOAD_BATCH):
+            parts = [
+                ("files", (name, data, mimetypes.guess_type(name)[0] or "application/octet-stream"))
+                for name, data in pending[start : start + UPLOAD_BATCH]
+            ]
+            outcomes += self._call("POST", f"{self._model(asset_id)}/images", files=parts)["images"]
+        return outcomes
+
+    def images(self, asset_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"{self._model(asset_id)}/images")["images"])
+
+    def set_caption(self, asset_id: str, image_id: str, caption: str) -> dict[str, Any]:
+        return dict(self._call("PATCH", f"{self._model(asset_id)}/images/{image_id}", json={"caption": caption}))
+
+    def delete_image(self, asset_id: str, image_id: str) -> None:
+        self._call("DELETE", f"{self._model(asset_id)}/images/{image_id}")
+
+    def train(self, asset_id: str, **overrides: Any) -> dict[str, Any]:
+        body = {key: value for key, value in overrides.items() if value is not None}
+        return dict(self._call("POST", f"{self._model(asset_id)}/train-async", json=body))
+
+    def publish(self, asset_id: str, published: bool = True) -> dict[str, Any]:
+        return dict(self._call("POST", f"{self._model(asset_id)}/{'publish' if published else 'unpublish'}"))
+
+    def share(self, asset_id: str, principal: str, role: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"{self._model(asset_id)}/shares", json={"principal": principal, "role": role}))
+
+    def weights(self, asset_id: str, kohya: bool) -> bytes:
+        query = {"format": "kohya" if kohya else "diffusers"}
+        data = self._call("GET", f"{self._model(asset_id)}/weights", params=query)
+        assert isinstance(data, bytes)
+        return data
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:

@@ -13,7 +13,9 @@ TORCH_FREE = [
     "ember.engine.captioning",
     "ember.engine.types",
     "ember.engine.tokenizer",
-    "ember.engine.cli",
+    "ember.engine.images",
+    "ember.uploads",
+    "ember.cli.engine",
 ]
 
 

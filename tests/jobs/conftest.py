@@ -112,7 +112,7 @@ def stop_pool(database_url: str) -> None:
     """Stop the engine pool `ember serve` processes of a test left on the session's Ray: it outlives them."""
     import ray
 
-    from ember.jobs.pool import NAMESPACE, pool_name
+    from ember.worker.pool import NAMESPACE, pool_name
 
     try:
         pool = ray.get_actor(pool_name(Settings(database_url=database_url)), namespace=NAMESPACE)

@@ -62,7 +62,7 @@ def test_with_no_setting_the_pool_starts_one_worker_per_gpu() -> None:
 
 def test_the_pool_gets_the_deployments_settings_and_credentials_not_the_nodes(tmp_path: Path) -> None:
     from ember.config import Settings
-    from ember.jobs.pool import pool_env, pool_name
+    from ember.worker.pool import pool_env, pool_name
 
     cert, key = tmp_path / "chain.pem", tmp_path / "key.pem"
     cert.write_text("-----BEGIN CERTIFICATE-----\nchain\n")

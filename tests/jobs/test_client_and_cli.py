@@ -11,8 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ember.cli import app
+from ember.cli.jobs import seeds_for
 from ember.client import ApiCallFailed, EmberClient
-from ember.jobs.cli import seeds_for
 
 from .conftest import Live
 from .test_end_to_end import wait_final

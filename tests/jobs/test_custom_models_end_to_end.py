@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ember.provenance import read_credentials
+from ember.worker.provenance import read_credentials
 
 from .conftest import Live, add_trained_model
 from .test_end_to_end import wait_final

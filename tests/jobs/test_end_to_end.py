@@ -9,7 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from ember.provenance import read_credentials
+from ember.worker.provenance import read_credentials
 
 from .conftest import Headers, Live, add_trained_model, png_bytes
 

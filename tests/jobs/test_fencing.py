@@ -16,9 +16,9 @@ from ember.api.runtime import Runtime
 from ember.blobs import BlobStore
 from ember.config import Settings
 from ember.jobs import records
-from ember.jobs.worker import EngineWorker, WorkerConfig, output_key
 from ember.store.database import transaction
 from ember.store.tables import utcnow
+from ember.worker.actor import EngineWorker, WorkerConfig, output_key
 
 from .conftest import Headers, RecordingDispatcher, migrated_settings
 

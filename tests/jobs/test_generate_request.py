@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from ember.api.runtime import Runtime
+from ember.api.wire import STYLE_PRESET_IDS
 from ember.identity import ClientCredentials
-from ember.jobs.wire import STYLE_PRESET_IDS
 from ember.store.tables import Job, JobState, TrainingMode
 
 from .conftest import Headers, RecordingDispatcher, add_client, add_trained_model

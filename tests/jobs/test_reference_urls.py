@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ember.jobs.references import ReferenceRefused, ReferenceUnavailable, fetch_reference
+from ember.safe_fetch import ReferenceRefused, ReferenceUnavailable, fetch_reference
 
 PUBLIC = "93.184.216.34"
 PNG = b"\x89PNG\r\n\x1a\n fake image bytes"

@@ -142,7 +142,7 @@ def test_cancelling_a_running_training_job_stops_it_and_leaves_no_version(live: 
 
 
 def test_a_training_job_the_engine_refuses_fails_the_model_without_a_version(live: Live) -> None:
-    from ember.models_service import start_training as record_training_job
+    from ember.custom_models.training import start_training as record_training_job
     from ember.store.database import transaction
     from ember.store.tables import CustomModel
 

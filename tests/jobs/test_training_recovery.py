@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from ember.custom_models.training import follow_training_job
 from ember.jobs.records import KindLimits, Sweep, create_job, reset_orphans, sweep
-from ember.models_service import follow_training_job
 from ember.store.database import migrate, open_engine, session_factory, transaction
 from ember.store.tables import CustomModel, Job, JobKind, JobState, Organization, TrainingMode, TrainingState, utcnow
 

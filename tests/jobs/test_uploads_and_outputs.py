@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select
 
+from ember.api.links import output_url, url_key
 from ember.api.runtime import Runtime
 from ember.blobs import S3BlobStore
-from ember.jobs.links import output_url, url_key
 from ember.store.database import transaction
 from ember.store.tables import Upload, utcnow
 

@@ -163,7 +163,10 @@ def test_servers_sharing_a_database_send_each_delivery_once(
     http: TestClient, headers: Headers, dispatcher: RecordingDispatcher, receiver: Receiver, runtime: Runtime
 ) -> None:
     replicas = [
-        WebhookSender(runtime.sessions, runtime.token_key, lambda base: lambda key: key, runtime.webhooks.policy)
+        WebhookSender(
+            runtime.sessions, runtime.token_key, lambda base: lambda key: key, runtime.webhooks.policy,
+            status_body=runtime.webhooks.status_body,
+        )
         for _ in range(2)
     ]
     for replica in replicas:

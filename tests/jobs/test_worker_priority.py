@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from ember.jobs import worker
+from ember.worker import actor as worker
 
-PROBE = "import os; from ember.jobs.worker import _take_priority; _take_priority(0); print(os.getpriority(0, 0))"
+PROBE = "import os; from ember.worker.actor import _take_priority; _take_priority(0); print(os.getpriority(0, 0))"
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="raising priority needs root")
@@ -27,6 +27,6 @@ def test_without_the_privilege_a_worker_keeps_its_priority_and_says_so(
 
     monkeypatch.setattr(worker.os, "getpriority", lambda which, who: 15)
     monkeypatch.setattr(worker.os, "setpriority", refuse)
-    with caplog.at_level("INFO", logger="ember.jobs.worker"):
+    with caplog.at_level("INFO", logger="ember.worker.actor"):
         worker._take_priority(0)  # no exception: a worker without the privilege still starts
     assert "left at niceness 15" in caplog.text

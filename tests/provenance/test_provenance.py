@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ember.provenance import (
+from ember.worker.provenance import (
     TRAINED_ALGORITHMIC_MEDIA,
     Origin,
     ProvenanceError,

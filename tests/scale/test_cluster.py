@@ -34,7 +34,7 @@ SECRET = "scale-test-token-secret-of-the-deployment-0123456789"
 ASK_POOL = """
 import json, sys, ray
 from ember.config import Settings
-from ember.jobs.pool import NAMESPACE, pool_name
+from ember.worker.pool import NAMESPACE, pool_name
 ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False)
 pool = ray.get_actor(pool_name(Settings(database_url=sys.argv[2])), namespace=NAMESPACE)
 head = next(node["NodeID"] for node in ray.nodes() if node["Alive"] and "node:__internal_head__" in node["Resources"])

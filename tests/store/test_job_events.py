@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ember.api.views import status_body
 from ember.jobs import events, records
 from ember.jobs.webhook_delivery import DeliveryPolicy, WebhookSender
 from ember.jobs.webhooks import subscribe
@@ -77,7 +78,10 @@ def test_two_senders_never_claim_the_same_delivery(sessions: sessionmaker[Sessio
             job = session.get(Job, job_id)
             assert job is not None
             records.request_cancel(session, job)
-    senders = [WebhookSender(sessions, b"k" * 32, lambda base: lambda key: key, DeliveryPolicy()) for _ in range(2)]
+    senders = [
+        WebhookSender(sessions, b"k" * 32, lambda base: lambda key: key, DeliveryPolicy(), status_body=status_body)
+        for _ in range(2)
+    ]
     now = utcnow()
     first, second = (sender.claim(now) for sender in senders)
     assert len(first) == 4 and second == []

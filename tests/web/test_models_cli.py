@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from ember.api import create_app
-from ember.client import EmberClient, JobFailed
+from ember.cli.demo import CONCEPT, demo_account, drawn_set, toy_set
+from ember.cli.models import follow_training
+from ember.client import EmberClient, JobFailed, ModelsApi
 from ember.config import Settings
-from ember.demo import CONCEPT, demo_account, drawn_set, toy_set
 from ember.identity import ClientCredentials, authenticate_user, create_client
-from ember.models_cli import ModelsApi, follow_training
 from ember.store.database import migrate, open_engine, session_factory, transaction
 
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC
 
 from ember.api.schemas import BaseModelRef, CustomModelItem, ImageIssue, ShareItem, TrainingImageItem
-from ember.models_service import ImageFindings, Issue
+from ember.custom_models.images import ImageFindings, Issue
 from ember.store.tables import CustomModel, Share, TrainingImage
 
 # What an asset id looks like, as the OpenAPI document states it for parameters that take one.

@@ -14,6 +14,19 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from ember.custom_models.lifecycle import (
+    AccessDenied,
+    ImageNotFound,
+    InvalidInput,
+    LifecycleConflict,
+    LifecycleError,
+    ModelNotFound,
+    ShareNotFound,
+    WeightsUnavailable,
+)
+from ember.lora_formats import InvalidLoraFile
+from ember.validation import validation_entry
+
 log = logging.getLogger("ember.api")
 ERROR_CODES_BY_STATUS = {
     400: "bad_request",
@@ -72,9 +85,7 @@ class BodyTooLarge(StarletteHTTPException):
 
 def validation_error(loc: Sequence[str | int], msg: str, type_: str, ctx: Mapping[str, Any] | None = None) -> ApiError:
     """A 422 for one bad field, shaped like the framework's own validation errors."""
-    entry: dict[str, Any] = {"loc": list(loc), "msg": msg, "type": type_}
-    if ctx:
-        entry["ctx"] = dict(ctx)
+    entry = validation_entry(loc, msg, type_, ctx)
     return ApiError(422, "validation_error", "Request validation failed.", validation_errors=[entry])
 
 
@@ -90,15 +101,15 @@ def wire_validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     """Framework validation errors as `{"loc", "msg", "type", "ctx"?}` (no echo of the input)."""
     shaped: list[dict[str, Any]] = []
     for error in errors:
-        entry: dict[str, Any] = {
-            "loc": [_plain(part) for part in error.get("loc", ())],
-            "msg": str(error.get("msg", "")),
-            "type": str(error.get("type", "")),
-        }
         ctx = error.get("ctx")
-        if ctx:
-            entry["ctx"] = {str(key): _plain(value) for key, value in ctx.items()}
-        shaped.append(entry)
+        shaped.append(
+            validation_entry(
+                [_plain(part) for part in error.get("loc", ())],
+                str(error.get("msg", "")),
+                str(error.get("type", "")),
+                {str(key): _plain(value) for key, value in ctx.items()} if ctx else None,
+            )
+        )
     return shaped
 
 
@@ -185,9 +196,46 @@ def internal_error() -> ApiError:
     return ApiError(500, "runtime_error", "An internal error occurred.")
 
 
+def lifecycle_error(error: Exception) -> ApiError | None:
+    """The wire answer to an error of the custom-model package (or of a weights conversion); None for others."""
+    if isinstance(error, ModelNotFound):
+        return ApiError(404, "not_found", "The custom model is unknown.")
+    if isinstance(error, ImageNotFound):
+        return ApiError(404, "not_found", "The custom model has no training image with that id.")
+    if isinstance(error, ShareNotFound):
+        return ApiError(404, "not_found", "The custom model is not shared with that principal.")
+    if isinstance(error, WeightsUnavailable):
+        return ApiError(404, "weights_not_found", str(error))
+    if isinstance(error, AccessDenied):
+        return ApiError(403, "access_error", str(error))
+    if isinstance(error, LifecycleConflict):
+        return ApiError(409, error.code, error.message)
+    if isinstance(error, InvalidLoraFile):
+        return ApiError(409, "weights_not_convertible", f"The weights cannot be converted: {error}.")
+    if isinstance(error, InvalidInput):
+        return ApiError(422, "validation_error", "Request validation failed.", validation_errors=wire_problems(error))
+    return None
+
+
+def wire_problems(error: InvalidInput) -> list[dict[str, Any]]:
+    """The custom-model package's problems as validation errors: a request's fields are located in the body
+    (`["body", "conceptId"]`), a model's fields (training rules) by their names alone (`["conceptId"]`)."""
+    prefix: list[str | int] = ["body"] if error.in_request else []
+    return [validation_entry([*prefix, *item.field], item.message, item.code) for item in error.problems]
+
+
+async def _on_lifecycle_error(_request: Request, error: Exception) -> JSONResponse:
+    translated = lifecycle_error(error)
+    if translated is None:
+        raise error
+    return translated.response()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(OperationalError, _on_database_error)
     app.add_exception_handler(StaleDataError, _on_concurrent_change)
+    app.add_exception_handler(LifecycleError, _on_lifecycle_error)
+    app.add_exception_handler(InvalidLoraFile, _on_lifecycle_error)

@@ -8,19 +8,20 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ember.api.links import output_url, url_key
 from ember.api.metrics import Metrics
 from ember.api.rate_limit import RateLimiter
+from ember.api.views import status_body
 from ember.blobs import BlobStore, open_blob_store
 from ember.cluster import RayConnection
 from ember.config import Settings
 from ember.data_dir import prepare_data_dir
 from ember.identity import token_secret
-from ember.jobs.links import output_url, url_key
-from ember.jobs.pool import PoolClient
-from ember.jobs.views import SignUrl
+from ember.jobs.events import SignUrl
 from ember.jobs.webhook_delivery import DeliveryPolicy, WebhookSender
 from ember.store.database import open_engine, session_factory
 from ember.store.tables import Job
+from ember.worker.pool import PoolClient
 
 
 @dataclass
@@ -75,5 +76,5 @@ class Runtime:
             ),
             metrics=Metrics(count_jobs),
             dispatcher=PoolClient(settings, sessions, ray),
-            webhooks=WebhookSender(sessions, token_key, signer, policy),
+            webhooks=WebhookSender(sessions, token_key, signer, policy, status_body=status_body),
         )

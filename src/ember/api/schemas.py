@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_seriali
 from pydantic_core import PydanticCustomError
 
 from ember.jobs.webhooks import WebhookFields
+from ember.media import MAX_SEED
 
 MODEL_MEDIA_TYPE = "application/vnd.adobe.ffmodel+dcx"
 
@@ -91,10 +92,8 @@ class CustomModelList(WireModel):
 
 # Lifecycle of a custom model (Ember's own endpoints, in the listing's style).
 
-CONCEPT_PATTERN = r"^\w(?:[\w' -]*\w)?$"
 MAX_PROMPT_CHARS = 1024
 MAX_CAPTION_CHARS = 2000
-MAX_SEED = 2**31 - 1
 
 
 class StrictWireModel(WireModel):

@@ -12,8 +12,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageOps
 
+from ember.engine.images import MAX_IMAGE_PIXELS, InvalidImage, TooManyPixels, UnreadableImage, open_image, read_header
 from ember.engine.registry import BaseModelSpec
-from ember.images import MAX_IMAGE_PIXELS, InvalidImage, TooManyPixels, UnreadableImage, open_image, read_header
 
 MB = 1024 * 1024
 

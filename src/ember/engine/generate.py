@@ -18,6 +18,7 @@ from PIL import Image
 
 from ember.engine.compiling import compile_pipeline, compile_wanted, use_cache_in
 from ember.engine.fusing import FusedLoras
+from ember.engine.images import InvalidImage, open_rgb
 from ember.engine.models import apply_thread_setting, choose_device, choose_dtype, load_pipeline
 from ember.engine.presets import ComposedPrompt, compose_prompt, guidance_for
 from ember.engine.registry import BaseModelSpec, get_base_model, nearest_native_resolution
@@ -33,7 +34,6 @@ from ember.engine.types import (
     check_cancel,
     report,
 )
-from ember.images import InvalidImage, open_rgb
 
 MIMETYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 MAX_VARIATIONS = 4

@@ -574,9 +574,31 @@ def _save_checkpoint(directory: Path, step: int, unet: Any, optimizer: Any, loss
     return target
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint `train_lora` wrote: its step, its folder (every file in it is needed to resume) and the
+    loss of every step up to it."""
+
+    step: int
+    directory: Path
+    losses: list[float]
+
+
+def read_checkpoints(directory: Path) -> list[Checkpoint]:
+    """The complete checkpoints in `directory` (a work dir's `checkpoints`), oldest first: what a runner copies
+    away while training, and puts back in a fresh work dir for `train_lora` to resume from."""
+    found = []
+    for folder in Path(directory).glob("step-*"):
+        state = folder / "state.json"
+        if state.is_file():
+            data = json.loads(state.read_text())
+            found.append(Checkpoint(int(data["step"]), folder, [float(x) for x in data.get("losses", [])]))
+    return sorted(found, key=lambda checkpoint: checkpoint.step)
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
-    found = sorted(p for p in Path(directory).glob("step-*") if (p / "state.json").is_file())
-    return found[-1] if found else None
+    found = read_checkpoints(directory)
+    return found[-1].directory if found else None
 
 
 def _resume(directory: Path, unet: Any, optimizer: Any) -> tuple[int, list[float]]:

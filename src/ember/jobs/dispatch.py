@@ -1,6 +1,6 @@
 """Dispatch over Ray: engine worker actors, LoRA affinity, and the reaper that keeps every job moving.
 
-One `Dispatcher` runs per deployment, inside the engine pool actor (`ember.jobs.pool`): it owns every engine
+One `Dispatcher` runs per deployment, inside the engine pool actor (`ember.worker.pool`): it owns every engine
 worker of the cluster, so routing by the custom models a worker holds spans the whole cluster, and no API
 replica owns a worker. Workers claim the job rows they are handed and write state themselves. A job whose
 worker Ray reports dead is taken back at once and dispatched again (or failed); a silent heartbeat is the
@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,14 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from ember.cluster import RayConnection, RayState
 from ember.config import Settings
 from ember.jobs import records
-from ember.jobs.loras import affinity_key, stored_loras
-from ember.jobs.training import model_of
-from ember.jobs.worker import CONCURRENT_JOBS, EngineWorker, WorkerConfig
-from ember.models_service import follow_training_job
+from ember.jobs.payloads import stored_affinity, trained_model_of
 from ember.store.database import transaction
 from ember.store.tables import JobKind, JobState, utcnow
+from ember.worker.actor import CONCURRENT_JOBS, EngineWorker, WorkerConfig
 
 log = logging.getLogger("ember.jobs.dispatch")
+TrainingEnded = Callable[[Session, uuid.UUID], None]
 # A warm worker is preferred until it has this many more jobs queued than the least busy one: a LoRA
 # switch costs about a second, a queued job usually more.
 AFFINITY_SLACK = 2
@@ -128,6 +128,7 @@ class Dispatcher(OnRay):
         settings: Settings,
         sessions: sessionmaker[Session],
         ray: RayConnection,
+        training_ended: TrainingEnded | None = None,
         *,
         name_prefix: str | None = None,
         namespace: str | None = None,
@@ -136,6 +137,9 @@ class Dispatcher(OnRay):
         self.settings = settings
         self.sessions = sessions
         self.ray = ray
+        # Called in the transaction that ended a training job (timed out, failed or cancelled by the reaper),
+        # so the custom model's state follows; the custom-model package hands it in (jobs/ may not import it).
+        self.training_ended: TrainingEnded = training_ended or (lambda session, model_id: None)
         self.name_prefix = name_prefix
         self.namespace = namespace
         self.niceness = niceness
@@ -247,7 +251,7 @@ class Dispatcher(OnRay):
                     training_max_attempts=self.settings.training_max_attempts,
                 )
                 for model_id in ended:
-                    follow_training_job(session, model_id)
+                    self.training_ended(session, model_id)
         self._flush_backlog()
         self._reap(pending_grace_s=0.0)
         self._started.set()
@@ -345,9 +349,9 @@ class Dispatcher(OnRay):
             request = records.stored_request(session, job_id)
         with self._lock:
             if not any(not slot.draining for slot in self._slots):
-                self._backlog.append((job_id, affinity_key(stored_loras(request))))
+                self._backlog.append((job_id, stored_affinity(request)))
                 return
-            self._send(job_id, affinity_key(stored_loras(request)))
+            self._send(job_id, stored_affinity(request))
 
     def _collect_finished(self) -> None:
         """Look at finished calls and at Ray's death signals: a job whose worker died goes back to pending at
@@ -413,9 +417,9 @@ class Dispatcher(OnRay):
                 if state is JobState.pending:
                     pending.append(job_id)
                 elif kind is JobKind.train and state is not None:
-                    model_id = model_of(records.stored_request(session, job_id))
+                    model_id = trained_model_of(records.stored_request(session, job_id))
                     if model_id is not None:
-                        follow_training_job(session, model_id)
+                        self.training_ended(session, model_id)
         return pending
 
     def _reap(self, pending_grace_s: float) -> None:
@@ -436,7 +440,7 @@ class Dispatcher(OnRay):
                 ),
             )
             for model_id in swept.ended_training_models:
-                follow_training_job(session, model_id)
+                self.training_ended(session, model_id)
         if swept.timed_out or swept.failed or swept.cancelled:
             log.info("reaper: %d timed out, %d failed, %d cancelled", swept.timed_out, swept.failed,
                      swept.cancelled)

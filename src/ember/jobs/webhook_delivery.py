@@ -22,15 +22,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
 from ember.jobs import events
-from ember.jobs.references import (
+from ember.jobs.events import SignUrl
+from ember.jobs.webhook_secrets import organization_secret, unseal
+from ember.safe_fetch import (
     ALLOWED_SCHEMES,
     ReferenceUnavailable,
     checked_address,
     pinned_url,
     resolve_host,
 )
-from ember.jobs.views import SignUrl, job_status
-from ember.jobs.webhook_secrets import organization_secret, unseal
 from ember.store.database import transaction
 from ember.store.event_tables import DeliveryState, WebhookDelivery, WebhookEndpoint
 from ember.store.tables import Job, utcnow
@@ -61,6 +61,9 @@ class DeliveryPolicy:
         return float(min(self.retry_base_s * 2 ** max(0, attempts - 1), MAX_DELAY_S))
 
 
+StatusBody = Callable[[Job, SignUrl], dict[str, Any]]
+
+
 class WebhookSender:
     """Sends due deliveries from a background thread (or one pass at a time from `deliver_due`)."""
 
@@ -71,8 +74,11 @@ class WebhookSender:
         signer: Callable[[str], SignUrl],
         policy: DeliveryPolicy,
         transport: httpx.BaseTransport | None = None,
+        *,
+        status_body: StatusBody,
     ) -> None:
         self.sessions = sessions
+        self.status_body = status_body  # the job's final status as GET /v3/status shows it (the API's view)
         self.server_key = server_key
         self.signer = signer
         self.policy = policy
@@ -208,7 +214,7 @@ class WebhookSender:
         job = session.get(Job, delivery.job_id)
         data: dict[str, Any]
         if delivery.topic == "completed" and job is not None:
-            data = job_status(job, sign).model_dump(mode="json", exclude_none=True)
+            data = self.status_body(job, sign)
         elif event is not None:
             data = events.wire_data(delivery.job_id, event.kind, event.data, sign)
         else:

@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ember.jobs.references import ReferenceRefused, ReferenceUnavailable, Resolve, checked_address, resolve_host
 from ember.jobs.webhook_secrets import new_secret, seal
+from ember.safe_fetch import ReferenceRefused, ReferenceUnavailable, Resolve, checked_address, resolve_host
 from ember.store.event_tables import JobWebhook, WebhookEndpoint
+from ember.validation import validation_entry
 
 Topic = Literal["start", "progress", "completed"]
 DEFAULT_TOPICS: list[str] = ["completed"]
@@ -45,10 +46,10 @@ def check_url(url: str, *, allow_private: bool, loc: list[str | int], resolve: R
     try:
         checked_address(url, allow_private=allow_private, resolve=resolve, subject="webhook")
     except ReferenceRefused as refused:
-        raise InvalidWebhook([{"loc": loc, "msg": str(refused), "type": "value_error"}]) from None
+        raise InvalidWebhook([validation_entry(loc, str(refused))]) from None
     except ReferenceUnavailable:
         message = "the webhook host could not be resolved"
-        raise InvalidWebhook([{"loc": loc, "msg": message, "type": "value_error"}]) from None
+        raise InvalidWebhook([validation_entry(loc, message)]) from None
 
 
 def checked_fields(fields: WebhookFields, *, allow_private: bool) -> tuple[str, list[str]] | None:
@@ -56,10 +57,9 @@ def checked_fields(fields: WebhookFields, *, allow_private: bool) -> tuple[str, 
     error rather than silently ignored."""
     if fields.webhook is None:
         if fields.webhook_events_filter is not None:
-            raise InvalidWebhook([{
-                "loc": ["body", "webhookEventsFilter"], "msg": "webhookEventsFilter needs a webhook URL",
-                "type": "value_error",
-            }])
+            raise InvalidWebhook(
+                [validation_entry(["body", "webhookEventsFilter"], "webhookEventsFilter needs a webhook URL")]
+            )
         return None
     check_url(fields.webhook, allow_private=allow_private, loc=["body", "webhook"])
     topics = list(dict.fromkeys(fields.webhook_events_filter or DEFAULT_TOPICS))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -97,3 +97,10 @@ def setup_lock(engine: Engine) -> Iterator[None]:
 def migrate(engine: Engine) -> None:
     """Bring the schema up to the newest migration (a no-op when it is already there)."""
     command.upgrade(alembic_config(engine), "head")
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` once the session's transaction commits, never when it rolls back: work outside the database
+    that must follow the rows (deleting blobs: a blob left behind by a failed delete is waste, a row pointing at
+    no blob is an error). Services call this instead of committing; the commit stays the session owner's."""
+    event.listen(session, "after_commit", lambda _session: action(), once=True)

@@ -14,21 +14,14 @@ from starlette.datastructures import UploadFile
 from ember.api.conversions import refused_image_item, training_image_item
 from ember.api.deps import RuntimeDep, SessionDep, require_json
 from ember.api.errors import ApiError, validation_error
-from ember.api.routes.custom_models import MODEL_ERRORS, EditableModel, LifecycleRoute
+from ember.api.routes.custom_models import MODEL_ERRORS, EditableModel
 from ember.api.runtime import Runtime
 from ember.api.schemas import CaptionPatch, TrainingImageItem, TrainingImageList
-from ember.models_service import (
-    ImageNotFound,
-    add_images,
-    delete_image,
-    find_image,
-    image_findings,
-    list_images,
-    update_caption,
-)
+from ember.custom_models.images import add_images, delete_image, find_image, image_findings, list_images, update_caption
+from ember.custom_models.lifecycle import ImageNotFound
 from ember.store.tables import CustomModel, TrainingImage
 
-router = APIRouter(prefix="/v3/custom-models/{asset_id}/images", tags=["custom models"], route_class=LifecycleRoute)
+router = APIRouter(prefix="/v3/custom-models/{asset_id}/images", tags=["custom models"])
 UPLOAD_ERRORS: dict[int | str, dict[str, object]] = {**MODEL_ERRORS, 413: MODEL_ERRORS[409]}
 FILES_FIELD = "files"
 

@@ -7,11 +7,11 @@ from fastapi.responses import JSONResponse, Response
 
 from ember.api.conversions import share_item
 from ember.api.deps import SessionDep, require_json
-from ember.api.routes.custom_models import MODEL_ERRORS, EditableModel, LifecycleRoute, OwnedModel
+from ember.api.routes.custom_models import MODEL_ERRORS, EditableModel, OwnedModel
 from ember.api.schemas import ShareCreate, ShareItem, ShareList
-from ember.models_service import add_share, list_shares, remove_share
+from ember.custom_models.shares import add_share, list_shares, remove_share
 
-router = APIRouter(prefix="/v3/custom-models/{asset_id}/shares", tags=["custom models"], route_class=LifecycleRoute)
+router = APIRouter(prefix="/v3/custom-models/{asset_id}/shares", tags=["custom models"])
 
 
 @router.get("", response_model=ShareList, responses=MODEL_ERRORS, summary="The model's shares")

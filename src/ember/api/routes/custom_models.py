@@ -4,17 +4,16 @@ publish, weights). Images and shares have routers of their own beside this one."
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 
 from ember.api.conversions import InvalidAssetId, custom_model_item, model_id_from_asset_id
 from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep, require_json
-from ember.api.errors import ApiError, validation_error
+from ember.api.errors import validation_error
 from ember.api.routes.webhooks import requested_webhook
 from ember.api.schemas import (
     CustomModelCreate,
@@ -26,69 +25,22 @@ from ember.api.schemas import (
     ListingLinks,
     TrainingOverrides,
 )
-from ember.jobs.dispatch import EngineUnavailable
-from ember.jobs.webhooks import subscribe
-from ember.jobs.wire import JobAccepted
-from ember.lora_formats import InvalidLoraFile
-from ember.models_service import (
+from ember.api.submit import submit_job
+from ember.api.wire import JobAccepted
+from ember.custom_models.lifecycle import (
     Access,
-    AccessDenied,
-    ImageNotFound,
-    InvalidInput,
-    LifecycleConflict,
     ModelNotFound,
-    ShareNotFound,
-    WeightsUnavailable,
     create_model,
     delete_model,
     find_model,
     publish,
-    start_training,
     unpublish,
     update_model,
     weights,
 )
+from ember.custom_models.training import start_training
 from ember.store.custom_models import ListingFilter, SortKey, list_models
 from ember.store.tables import CustomModel
-
-
-def lifecycle_error(error: Exception) -> ApiError | None:
-    """The wire answer to a lifecycle error; None for anything else."""
-    if isinstance(error, ModelNotFound):
-        return ApiError(404, "not_found", "The custom model is unknown.")
-    if isinstance(error, ImageNotFound):
-        return ApiError(404, "not_found", "The custom model has no training image with that id.")
-    if isinstance(error, ShareNotFound):
-        return ApiError(404, "not_found", "The custom model is not shared with that principal.")
-    if isinstance(error, WeightsUnavailable):
-        return ApiError(404, "weights_not_found", str(error))
-    if isinstance(error, AccessDenied):
-        return ApiError(403, "access_error", str(error))
-    if isinstance(error, LifecycleConflict):
-        return ApiError(409, error.code, error.message)
-    if isinstance(error, InvalidLoraFile):
-        return ApiError(409, "weights_not_convertible", f"The weights cannot be converted: {error}.")
-    if isinstance(error, InvalidInput):
-        return ApiError(422, "validation_error", "Request validation failed.", validation_errors=error.errors)
-    return None
-
-
-class LifecycleRoute(APIRoute):
-    """A route whose lifecycle errors (raised by the route or its dependencies) become Firefly error bodies."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def answer(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Exception as error:
-                translated = lifecycle_error(error)
-                if translated is None:
-                    raise
-                raise translated from None
-
-        return answer
 
 
 def _model_loader(need: Access) -> Callable[[str, PrincipalDep, SessionDep], CustomModel]:
@@ -106,7 +58,7 @@ UsableModel = Annotated[CustomModel, Depends(_model_loader(Access.use))]
 EditableModel = Annotated[CustomModel, Depends(_model_loader(Access.edit))]
 OwnedModel = Annotated[CustomModel, Depends(_model_loader(Access.own))]
 
-router = APIRouter(prefix="/v3/custom-models", tags=["custom models"], route_class=LifecycleRoute)
+router = APIRouter(prefix="/v3/custom-models", tags=["custom models"])
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 50
@@ -280,17 +232,17 @@ def train_custom_model(
 ) -> JobAccepted:
     overrides = body.engine_settings() if body is not None else {}
     webhook = requested_webhook(body, runtime.settings) if body is not None else None
-    job = start_training(
-        session, runtime.settings, model, org_id=principal.org_id, client_pk=principal.client_pk, overrides=overrides
+    job = submit_job(
+        session,
+        runtime,
+        lambda: start_training(
+            session, runtime.settings, model, org_id=principal.org_id, client_pk=principal.client_pk,
+            overrides=overrides,
+        ),
+        waits_for_engine=False,
+        webhook=webhook,
+        base_url=base_url,
     )
-    if webhook is not None:
-        subscribe(session, job.id, *webhook, base_url)
-    session.commit()  # the row must exist before any worker looks for it
-    if runtime.dispatcher.accepting:
-        try:
-            runtime.dispatcher.submit(job.id)
-        except EngineUnavailable:
-            pass  # the job stays pending; the dispatcher's recovery carries pending rows once workers exist
     return JobAccepted.for_job(job.id, base_url)
 
 

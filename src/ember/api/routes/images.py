@@ -13,12 +13,11 @@ from ember.api.routes.jobs import url_signer
 from ember.api.routes.webhooks import requested_webhook
 from ember.api.runtime import Runtime
 from ember.api.schemas import ErrorBody
-from ember.jobs.dispatch import EngineUnavailable
+from ember.api.submission import CustomModelNotFound, InvalidGeneration, Submission, prepare
+from ember.api.submit import submit_job
+from ember.api.views import generation_result
+from ember.api.wire import GenerateImagesRequest, GenerationResult, JobAccepted
 from ember.jobs.records import FINAL_STATES, CancelRefused, create_job, current_state, request_cancel
-from ember.jobs.submission import CustomModelNotFound, InvalidGeneration, Submission, prepare
-from ember.jobs.views import generation_result
-from ember.jobs.webhooks import subscribe
-from ember.jobs.wire import GenerateImagesRequest, GenerationResult, JobAccepted
 from ember.store.database import transaction
 from ember.store.tables import Job, JobKind, JobState
 
@@ -29,10 +28,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 SYNC_POLL_S = 0.05
 ModelVersionHeader = Annotated[str | None, Header(alias="x-model-version")]
 MimetypeHeader = Annotated[str | None, Header(alias="x-accept-mimetype")]
-
-
-def _engine_unavailable() -> ApiError:
-    return ApiError(503, "service_unavailable", "No engine workers are available to generate images.")
 
 
 def _submit(
@@ -54,23 +49,22 @@ def _submit(
         ) from None
     except CustomModelNotFound as missing:
         raise ApiError(404, "not_found", str(missing)) from None
-    if not runtime.dispatcher.accepting:
-        raise _engine_unavailable()
-    job = create_job(
+    job = submit_job(
         session,
-        org_id=principal.org_id,
-        client_pk=principal.client_pk,
-        kind=JobKind.generate,
-        request=submission.spec,
-        custom_model_id=submission.custom_model_id,
+        runtime,
+        lambda: create_job(
+            session,
+            org_id=principal.org_id,
+            client_pk=principal.client_pk,
+            kind=JobKind.generate,
+            request=submission.job.to_json(),
+            custom_model_id=submission.custom_model_id,
+        ),
+        waits_for_engine=True,
+        webhook=webhook,
+        base_url=base_url,
+        lora_key=submission.lora_key,
     )
-    if webhook is not None:
-        subscribe(session, job.id, *webhook, base_url)
-    session.commit()  # the row must exist before any worker looks for it
-    try:
-        runtime.dispatcher.submit(job.id, submission.lora_key)
-    except EngineUnavailable:
-        raise _engine_unavailable() from None
     return job.id
 
 

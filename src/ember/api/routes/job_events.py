@@ -16,9 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep
 from ember.api.errors import ApiError
 from ember.api.routes.jobs import ERROR_RESPONSES, unknown_job, url_signer
+from ember.api.views import job_status
 from ember.jobs import events
+from ember.jobs.events import SignUrl
 from ember.jobs.records import FINAL_STATES, find_job
-from ember.jobs.views import SignUrl, job_status
 from ember.store.tables import Job
 
 router = APIRouter(tags=["jobs"])

@@ -15,7 +15,7 @@ from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep
 from ember.api.errors import validation_error
 from ember.api.routes.custom_models import LIMIT_PATTERN, START_PATTERN, page_offset
 from ember.api.routes.jobs import ERROR_RESPONSES, url_signer
-from ember.jobs.views import job_status
+from ember.api.views import job_status
 from ember.store.tables import CustomModel, Job, JobKind
 
 router = APIRouter(tags=["jobs"])

@@ -6,12 +6,13 @@ from fastapi import APIRouter
 
 from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep
 from ember.api.errors import ApiError
+from ember.api.links import output_url, url_key
 from ember.api.runtime import Runtime
 from ember.api.schemas import ErrorBody
-from ember.jobs.links import output_url, url_key
+from ember.api.views import job_status
+from ember.api.wire import CancelAccepted, JobStatus
+from ember.jobs.events import SignUrl
 from ember.jobs.records import CancelRefused, find_job, request_cancel
-from ember.jobs.views import SignUrl, job_status
-from ember.jobs.wire import CancelAccepted, JobStatus
 from ember.store.tables import Job
 
 router = APIRouter(tags=["jobs"])

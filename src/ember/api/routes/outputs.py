@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, Response
 
 from ember.api.deps import RuntimeDep
 from ember.api.errors import ApiError
+from ember.api.links import OUTPUTS_PATH, url_key, valid_signature
 from ember.api.schemas import ErrorBody
 from ember.blobs import BlobNotFound, InvalidBlobKey
-from ember.jobs.links import OUTPUTS_PATH, url_key, valid_signature
 
 router = APIRouter(tags=["outputs"])
 

@@ -12,30 +12,26 @@ from ember.api.deps import PrincipalDep, RuntimeDep
 from ember.api.errors import ApiError
 from ember.api.runtime import Runtime
 from ember.api.schemas import ErrorBody
-from ember.jobs.wire import UploadedImage, UploadResponse
+from ember.api.wire import UploadedImage, UploadResponse
+from ember.media import IMAGE_TYPES
 from ember.store.database import transaction
 from ember.store.tables import Upload, utcnow
+from ember.uploads import UploadRefused, check_upload
 
 router = APIRouter(tags=["storage"])
 MAX_UPLOAD_BYTES = 15 * 1024 * 1024
 UPLOAD_LIFETIME = timedelta(days=7)
-FORMATS = {"image/jpeg": ("JPEG", "jpg"), "image/png": ("PNG", "png"), "image/webp": ("WEBP", "webp")}
+FORMATS = IMAGE_TYPES
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorBody} for status in (400, 401, 403, 413, 415, 429)
 }
 
 
 def _check_image(data: bytes, mimetype: str) -> None:
-    from ember.images import InvalidImage, TooManyPixels, validate_image  # PIL: imported on first upload
-
     try:
-        header = validate_image(data)
-    except TooManyPixels as refused:
+        check_upload(data, mimetype)
+    except UploadRefused as refused:
         raise ApiError(400, "bad_request", str(refused)) from None
-    except InvalidImage:
-        raise ApiError(400, "bad_request", "The body is not a readable image.") from None
-    if header.format != FORMATS[mimetype][0]:
-        raise ApiError(400, "bad_request", f"The body is not {mimetype} (it reads as {header.format}).")
 
 
 def _store(runtime: Runtime, principal_org: uuid.UUID, data: bytes, mimetype: str) -> uuid.UUID:

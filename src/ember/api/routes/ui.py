@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ember.api.deps import SESSION_COOKIE, PrincipalDep, RuntimeDep, SessionDep
 from ember.api.errors import ApiError
+from ember.custom_models.lifecycle import base_model_choices
 from ember.identity import (
     InvalidCredentials,
     InvalidUiSession,
@@ -128,24 +129,6 @@ async def sign_out(request: Request) -> Response:
 async def base_models(principal: PrincipalDep, runtime: RuntimeDep) -> JSONResponse:
     """The base models the UI offers and labels; test models make images that mean nothing, and a model whose
     weights are not on this machine is shown with the reason instead of being offered."""
-    from ember.engine.models import missing_weights_reason
-    from ember.engine.registry import list_base_models
-
-    model_dir = Path(runtime.settings.model_dir or ".")
-    return JSONResponse(
-        {
-            "baseModels": [
-                {
-                    "name": spec.name,
-                    "displayName": spec.display_name,
-                    "version": spec.version,
-                    "isTestModel": spec.is_test_model,
-                    "trainable": spec.trainable,
-                    "unavailableReason": missing_weights_reason(spec, model_dir),
-                }
-                for spec in list_base_models()
-            ]
-        }
-    )
+    return JSONResponse({"baseModels": base_model_choices(Path(runtime.settings.model_dir or "."))})
 
 

@@ -6,26 +6,22 @@ Torch is imported only inside the engine call."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import shutil
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from ember import models_service
 from ember.blobs import BlobNotFound, BlobStore
+from ember.custom_models.training import follow_training_job, record_trained_version
 from ember.jobs import events, records
+from ember.jobs.payloads import TrainingJob, TrainingOutcome, TrainingRecord, trained_model_of
 from ember.store.database import transaction
 
-log = logging.getLogger("ember.jobs.training")
+log = logging.getLogger("ember.worker.training")
 PROGRESS_INTERVAL_S = 0.25
-CURVE_POINTS = 200
 KOHYA_SUFFIX = ".kohya.safetensors"
 
 
@@ -55,72 +51,6 @@ def kohya_key(lora_key: str) -> str:
     return f"{stem}{KOHYA_SUFFIX}"
 
 
-def loss_curve(losses: list[float], points: int = CURVE_POINTS) -> list[dict[str, float]]:
-    """The loss per step, averaged over equal runs of steps so that at most `points` remain; each point is
-    labelled with the last step of its run."""
-    if not losses:
-        return []
-    stride = max(1, math.ceil(len(losses) / points))
-    curve = []
-    for start in range(0, len(losses), stride):
-        chunk = losses[start : start + stride]
-        curve.append({"step": start + len(chunk), "loss": round(sum(chunk) / len(chunk), 6)})
-    return curve
-
-
-@dataclass
-class TrainingRecord:
-    """What the job row holds about a training run (in its `result` JSON under "training"); it outlives an
-    attempt, so the next one knows which checkpoint to resume from and which samples exist."""
-
-    total_steps: int = 0
-    step: int = 0
-    loss: float | None = None
-    eta_s: float | None = None
-    losses: list[float] = field(default_factory=list)
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    checkpoint_step: int | None = None
-    checkpoint_keys: list[str] = field(default_factory=list)
-    resumed_from: int | None = None
-
-    @classmethod
-    def from_result(cls, result: dict[str, Any]) -> TrainingRecord:
-        stored = result.get("training") or {}
-        checkpoint = stored.get("checkpoint") or {}
-        return cls(
-            total_steps=int(stored.get("totalSteps", 0)),
-            step=int(stored.get("step", 0)),
-            loss=stored.get("loss"),
-            eta_s=stored.get("etaSeconds"),
-            samples=list(stored.get("samples", [])),
-            checkpoint_step=checkpoint.get("step"),
-            checkpoint_keys=list(checkpoint.get("keys", [])),
-            resumed_from=stored.get("resumedFrom"),
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        """The stored form: the wire's `training` object, with sample keys instead of URLs and the checkpoint's
-        blob keys (never shown)."""
-        return {
-            "step": self.step,
-            "totalSteps": self.total_steps,
-            "loss": self.loss,
-            "etaSeconds": None if self.eta_s is None else round(self.eta_s, 1),
-            "losses": loss_curve(self.losses),
-            "samples": list(self.samples),
-            "checkpoint": (
-                {"step": self.checkpoint_step, "keys": list(self.checkpoint_keys)}
-                if self.checkpoint_step is not None
-                else None
-            ),
-            "resumedFrom": self.resumed_from,
-        }
-
-    @property
-    def percent(self) -> int:
-        return min(99, int(100 * self.step / max(1, self.total_steps)))
-
-
 class TrainingRun:
     """One attempt at one training job on one worker."""
 
@@ -139,6 +69,7 @@ class TrainingRun:
         self.job_id = job_id
         self.spec = spec
         self.attempt = attempt
+        self.job: TrainingJob | None = None  # read at the start of the attempt (a malformed row fails the job)
         self.sessions = sessions
         self.blobs = blobs
         self.model_dir = model_dir
@@ -159,6 +90,7 @@ class TrainingRun:
         try:
             with self.sessions() as session:
                 self.record = TrainingRecord.from_result(records.stored_result(session, self.job_id))
+            self.job = TrainingJob.from_json(self.spec)
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self.work_dir.mkdir(parents=True)
             self._restore_checkpoint()
@@ -186,26 +118,26 @@ class TrainingRun:
         from ember.engine.train import preset_for, train_lora
         from ember.engine.types import TrainingExample
 
-        spec = self.spec
+        job = self._job()
         examples = []
-        for image in spec["images"]:
+        for image in job.images:
             try:
-                examples.append(TrainingExample(self.blobs.get(image["blobKey"]), image["caption"]))
+                examples.append(TrainingExample(self.blobs.get(image.blob_key), image.caption))
             except BlobNotFound:
-                raise TrainingInputMissing(f"the training image {image['id']} is no longer stored") from None
-        config = preset_for(spec["baseModel"], spec["mode"]).with_overrides(**spec.get("config", {}))
+                raise TrainingInputMissing(f"the training image {image.id} is no longer stored") from None
+        config = preset_for(job.base_model, job.mode).with_overrides(**job.config)
         self.record.total_steps = config.steps
         with transaction(self.sessions) as session:
             self._write(session)
         return train_lora(
-            spec["baseModel"],
+            job.base_model,
             examples,
             config,
             self.work_dir,
             model_dir=self.model_dir,
-            mode=spec["mode"],
-            concept=spec.get("concept") or None,
-            sample_prompt=spec.get("samplePrompt") or None,
+            mode=job.mode,
+            concept=job.concept or None,
+            sample_prompt=job.sample_prompt or None,
             progress=self._on_progress,
             should_cancel=self._should_cancel,
         )
@@ -213,28 +145,29 @@ class TrainingRun:
     def _succeed(self, uploaded: list[str]) -> str:
         from ember.engine.types import Cancelled
 
-        lora_key = attempt_lora_key(self.spec["loraBlobKey"], self.attempt)
+        job = self._job()
+        lora_key = attempt_lora_key(job.lora_blob_key, self.attempt)
         size = self._lora_size
         self.record.step = self.record.total_steps
         self.record.eta_s = 0.0
         # The result shows no checkpoint: it is deleted once the success is recorded.
         checkpoint_keys, checkpoint_step = self.record.checkpoint_keys, self.record.checkpoint_step
         self.record.checkpoint_keys, self.record.checkpoint_step = [], None
-        result = {
-            "customModelId": f"urn:aaid:sc:{self.region}:{self.spec['customModelId']}",
-            "version": int(self.spec["version"]),
-            "size": size,
-            "training": self.record.as_json(),
-        }
+        result = TrainingOutcome(
+            custom_model_id=f"urn:aaid:sc:{self.region}:{job.custom_model_id}",
+            version=job.version,
+            size=size,
+            training=self.record,
+        ).to_json()
         succeeded = False
         try:
             with transaction(self.sessions) as session:
                 self._write(session)  # the last steps' events, before the success
                 if records.succeed(session, self.job_id, result, attempt=self.attempt):
-                    models_service.record_trained_version(
+                    record_trained_version(
                         session,
-                        uuid.UUID(str(self.spec["customModelId"])),
-                        number=int(self.spec["version"]),
+                        job.model_id,
+                        number=job.version,
                         lora_blob_key=lora_key,
                         size=size,
                         job_id=self.job_id,
@@ -259,9 +192,9 @@ class TrainingRun:
         return str(state)
 
     def _follow(self, session: Session) -> None:
-        model_id = model_of(self.spec)
+        model_id = trained_model_of(self.spec)
         if model_id is not None:
-            models_service.follow_training_job(session, model_id)
+            follow_training_job(session, model_id)
 
     # --- during training -------------------------------------------------------------------------------------
 
@@ -306,21 +239,15 @@ class TrainingRun:
 
     # --- checkpoints in the blob store ----------------------------------------------------------------------
 
-    def _checkpoint_dirs(self) -> list[tuple[int, Path]]:
-        found = []
-        for directory in (self.work_dir / "checkpoints").glob("step-*"):
-            state = directory / "state.json"
-            if state.is_file():
-                found.append((int(json.loads(state.read_text())["step"]), directory))
-        return sorted(found)
-
     def _upload_new_checkpoint(self) -> bool:
         """Copy the newest local checkpoint to the blob store if it is newer than the recorded one, record
         it, then drop the one it replaces. Returns True when the record changed."""
-        found = self._checkpoint_dirs()
+        from ember.engine.train import read_checkpoints
+
+        found = read_checkpoints(self.work_dir / "checkpoints")
         if not found:
             return False
-        step, directory = found[-1]
+        step, directory = found[-1].step, found[-1].directory
         if self.record.checkpoint_step is not None and step <= self.record.checkpoint_step:
             return False
         if step >= self.record.total_steps:
@@ -357,14 +284,20 @@ class TrainingRun:
             shutil.rmtree(self.work_dir / "checkpoints", ignore_errors=True)
             self.record.checkpoint_step, self.record.checkpoint_keys = None, []
             return
-        state = next((path for path in (self.work_dir / "checkpoints").rglob("state.json")), None)
-        if state is not None:
-            self.record.losses = [float(x) for x in json.loads(state.read_text()).get("losses", [])]
+        from ember.engine.train import read_checkpoints
+
+        restored = read_checkpoints(self.work_dir / "checkpoints")
+        if restored:
+            self.record.losses = list(restored[-1].losses)
         self.record.step = step
         self.record.resumed_from = step
 
+    def _job(self) -> TrainingJob:
+        assert self.job is not None, "the job is read at the start of the attempt"
+        return self.job
+
     def _store_weights(self, result: Any) -> list[str]:
-        lora_key = attempt_lora_key(self.spec["loraBlobKey"], self.attempt)
+        lora_key = attempt_lora_key(self._job().lora_blob_key, self.attempt)
         uploaded = []
         data = Path(result.lora_path).read_bytes()
         self.blobs.put(lora_key, data)
@@ -382,10 +315,3 @@ class TrainingRun:
             except Exception:  # a blob left behind is waste, never an error for the job
                 log.warning("could not delete %s", key, exc_info=True)
 
-
-def model_of(spec: dict[str, Any]) -> uuid.UUID | None:
-    """The custom model a training job trains (None for a malformed job, which then simply fails)."""
-    try:
-        return uuid.UUID(str(spec["customModelId"]))
-    except (KeyError, ValueError):
-        return None

@@ -1,4 +1,6 @@
-"""Fetching reference images by URL without letting a request reach the server's own network (SSRF).
+"""Fetching by URL without letting a request reach the server's own network (SSRF): reference images on the
+engine workers (`ember.worker`) and webhook deliveries in the API process (`ember.jobs.webhooks`). It imports
+nothing else of Ember, so both sides may import it.
 
 Every address a host name resolves to is checked, the connection goes to the checked address (so a second,
 different DNS answer cannot slip in), and each redirect hop is checked the same way."""

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
+from ember.cli.pool import serve_pool, stop_pool
 from ember.engine.toy.cli import app as toy_app
-from ember.pool_cli import serve_pool, stop_pool
+from ember.media import IMAGE_TYPES
 
 app = typer.Typer(help="Run the engine directly: generate, train, caption, check datasets.", no_args_is_help=True)
 app.add_typer(toy_app, name="toy")
@@ -15,7 +16,7 @@ app.command("serve")(serve_pool)
 app.command("stop")(stop_pool)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-FORMATS = {"jpeg": ("image/jpeg", "jpg"), "png": ("image/png", "png"), "webp": ("image/webp", "webp")}
+FORMATS = {mimetype.removeprefix("image/"): (mimetype, ext) for mimetype, (_, ext) in IMAGE_TYPES.items()}
 
 
 def _base_model(name: str | None) -> str:

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
+from ember.cli.jobs import DEFAULT_URL, ClientIdOption, DataDirOption, SecretOption, UrlOption, console, sdk_client
 from ember.client import EmberClient, EmberError
-from ember.jobs.cli import DEFAULT_URL, ClientIdOption, DataDirOption, SecretOption, UrlOption, console, sdk_client
 
 webhooks_app = typer.Typer(help="Webhook endpoints that hear about every job of the organization.",
                            no_args_is_help=True)

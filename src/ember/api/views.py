@@ -2,41 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from ember.api.wire import GenerationResult, JobStatus, TrainingProgress, TrainingResult
+from ember.jobs.events import SignUrl
+from ember.jobs.payloads import GenerationOutcome, TrainingOutcome, TrainingRecord
 from ember.jobs.records import FINAL_MESSAGES
-from ember.jobs.wire import GenerationResult, JobStatus, TrainingProgress, TrainingResult
 from ember.store.tables import Job, JobKind, JobState
-
-SignUrl = Callable[[str], str]
 
 
 def generation_result(result: dict[str, Any], sign: SignUrl) -> GenerationResult:
+    outcome = GenerationOutcome.from_json(result)
     body: dict[str, Any] = {
-        "size": result["size"],
-        "outputs": [{"seed": output["seed"], "image": {"url": sign(output["key"])}} for output in result["outputs"]],
+        "size": {"width": outcome.width, "height": outcome.height},
+        "outputs": [{"seed": output.seed, "image": {"url": sign(output.key)}} for output in outcome.outputs],
     }
-    if result.get("contentClass"):
-        body["contentClass"] = result["contentClass"]
-    if result.get("warnings"):
-        body["warnings"] = result["warnings"]
+    if outcome.content_class:
+        body["contentClass"] = outcome.content_class
+    if outcome.warnings:
+        body["warnings"] = list(outcome.warnings)
     return GenerationResult.model_validate(body)
 
 
-def training_progress(stored: dict[str, Any], sign: SignUrl) -> TrainingProgress:
+def training_progress(record: TrainingRecord, sign: SignUrl) -> TrainingProgress:
     """The stored training record on the wire: sample keys become signed URLs; checkpoint keys stay inside."""
-    checkpoint = stored.get("checkpoint") or {}
     return TrainingProgress.model_validate(
         {
-            "step": stored.get("step", 0),
-            "totalSteps": stored.get("totalSteps", 0),
-            "loss": stored.get("loss"),
-            "etaSeconds": stored.get("etaSeconds"),
-            "losses": stored.get("losses", []),
-            "samples": [{"step": sample["step"], "url": sign(sample["key"])} for sample in stored.get("samples", [])],
-            "checkpointStep": checkpoint.get("step"),
-            "resumedFrom": stored.get("resumedFrom"),
+            "step": record.step,
+            "totalSteps": record.total_steps,
+            "loss": record.loss,
+            "etaSeconds": record.eta_s,
+            "losses": record.curve,
+            "samples": [{"step": sample["step"], "url": sign(sample["key"])} for sample in record.samples],
+            "checkpointStep": record.checkpoint_step,
+            "resumedFrom": record.resumed_from,
         }
     )
 
@@ -46,12 +45,13 @@ def job_status(job: Job, sign: SignUrl) -> JobStatus:
     attempts = job.attempts or None
     training = None
     if job.kind is JobKind.train and job.result and job.result.get("training"):
-        training = training_progress(job.result["training"], sign)
+        training = training_progress(TrainingRecord.from_result(job.result), sign)
     if state is JobState.succeeded and job.result is not None:
         result: GenerationResult | TrainingResult
         if job.kind is JobKind.train:
+            outcome = TrainingOutcome.from_json(job.result)
             result = TrainingResult.model_validate(
-                {name: job.result[name] for name in ("customModelId", "version", "size")}
+                {"customModelId": outcome.custom_model_id, "version": outcome.version, "size": outcome.size}
             )
         else:
             result = generation_result(job.result, sign)
@@ -64,3 +64,8 @@ def job_status(job: Job, sign: SignUrl) -> JobStatus:
             message=job.message or default_message, training=training, attempts=attempts,
         )
     return JobStatus(jobId=job.id, status=state.value, progress=job.progress, training=training, attempts=attempts)
+
+
+def status_body(job: Job, sign: SignUrl) -> dict[str, Any]:
+    """The job's status as `GET /v3/status` answers it, as JSON (the body of a `completed` webhook)."""
+    return job_status(job, sign).model_dump(mode="json", exclude_none=True)

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ember.media import MIMETYPES
+
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
-SIGNABLE_TYPES = ("image/jpeg", "image/png", "image/webp")
+SIGNABLE_TYPES = MIMETYPES
 # The SDK embeds a thumbnail of the image by default: decoding, resizing and re-encoding it was about 95 % of
 # the signing time of a 1024² output and grew the file by most of its size again. The output is its own picture.
 SIGNING_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}

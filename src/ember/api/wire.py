@@ -8,17 +8,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ember.jobs.webhooks import WebhookFields
+from ember.media import MAX_SEED, MIMETYPES
+from ember.validation import validation_entry
 
 MODEL_VERSIONS = ("image3", "image3_custom", "image4_standard", "image4_ultra", "image4_custom")
 DEFAULT_MODEL_VERSION = "image3"
-OUTPUT_MIMETYPES = ("image/jpeg", "image/png", "image/webp")
-DEFAULT_MIMETYPE = "image/jpeg"
+OUTPUT_MIMETYPES = MIMETYPES
 SUPPORTED_SIZES = (
     (2048, 2048), (1024, 1024), (2304, 1792), (1792, 2304), (2688, 1536), (2688, 1512),
     (1344, 768), (1344, 756), (1152, 896), (896, 1152), (1440, 2560),
 )
 DEFAULT_SIZE = (2048, 2048)
-MAX_SEED = 2**31 - 1
 MAX_VARIATIONS = 4
 MAX_CUSTOM_MODELS = 4
 MAX_CUSTOM_MODEL_WEIGHT = 2.0
@@ -175,29 +175,27 @@ class GenerateImagesRequest(StrictWire, WebhookFields):
         return chosen
 
 
-def field_error(loc: list[str | int], msg: str, type_: str = "value_error") -> dict[str, Any]:
-    return {"loc": loc, "msg": msg, "type": type_}
-
-
 def cross_field_errors(body: GenerateImagesRequest, model_version: str) -> list[dict[str, Any]]:
     """The rules that tie fields (and the model version header) together."""
     errors: list[dict[str, Any]] = []
     if body.seeds is not None and body.num_variations is not None and body.num_variations != len(body.seeds):
-        errors.append(field_error(["body", "numVariations"], "numVariations must equal the number of seeds"))
+        errors.append(validation_entry(["body", "numVariations"], "numVariations must equal the number of seeds"))
     custom = model_version.endswith("_custom")
     wants_custom = body.custom_model_id is not None or body.custom_models is not None
     if custom and not wants_custom:
-        errors.append(field_error(["body", "customModelId"], f"{model_version} requires customModelId", "missing"))
+        errors.append(validation_entry(["body", "customModelId"], f"{model_version} requires customModelId", "missing"))
     if wants_custom and not custom:
         errors.append(
-            field_error(["header", "x-model-version"], "custom models need a *_custom x-model-version")
+            validation_entry(["header", "x-model-version"], "custom models need a *_custom x-model-version")
         )
     if len(body.weighted_custom_models()) > MAX_CUSTOM_MODELS:
         errors.append(
-            field_error(["body", "customModels"], f"at most {MAX_CUSTOM_MODELS} custom models, customModelId included")
+            validation_entry(
+                ["body", "customModels"], f"at most {MAX_CUSTOM_MODELS} custom models, customModelId included"
+            )
         )
     if body.upsampler_type is not None and model_version != "image4_custom":
-        errors.append(field_error(["body", "upsamplerType"], "upsamplerType is only accepted with image4_custom"))
+        errors.append(validation_entry(["body", "upsamplerType"], "upsamplerType is only accepted with image4_custom"))
     return errors
 
 

@@ -1,10 +1,9 @@
-"""Turning a validated generation request into a stored job spec: model version and mimetype headers,
-the custom models the caller may use (with their weights), uploaded references, seeds, and the concept-word
-warning."""
+"""Turning a validated generation request into a `GenerationJob` (`ember.jobs.payloads`): model version and
+mimetype headers, the custom models the caller may use (with their weights), uploaded references, seeds, and the
+concept-word warning."""
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -15,22 +14,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ember.api.conversions import InvalidAssetId, model_id_from_asset_id
-from ember.config import Settings
-from ember.jobs.loras import affinity_key
-from ember.jobs.wire import (
-    DEFAULT_MIMETYPE,
+from ember.api.wire import (
     DEFAULT_MODEL_VERSION,
     DEFAULT_SIZE,
-    MAX_SEED,
     MODEL_VERSIONS,
     OUTPUT_MIMETYPES,
     GenerateImagesRequest,
     ImageSource,
     cross_field_errors,
-    field_error,
 )
+from ember.config import Settings
+from ember.custom_models.lifecycle import prompt_names_concept
+from ember.jobs.payloads import GenerationJob, ImageRef, LoraChoice
+from ember.media import DEFAULT_MIMETYPE, MAX_SEED
 from ember.store.custom_models import Viewer, visible_to
 from ember.store.tables import CustomModel, CustomModelVersion, TrainingMode, Upload, utcnow
+from ember.validation import validation_entry
 
 
 class InvalidGeneration(Exception):
@@ -51,9 +50,12 @@ class CustomModelNotFound(Exception):
 
 @dataclass(frozen=True)
 class Submission:
-    spec: dict[str, Any]
+    job: GenerationJob
     custom_model_id: uuid.UUID | None
-    lora_key: str | None
+
+    @property
+    def lora_key(self) -> str | None:
+        return self.job.affinity
 
 
 def prepare(
@@ -69,85 +71,78 @@ def prepare(
     errors: list[dict[str, Any]] = []
     version = model_version or DEFAULT_MODEL_VERSION
     if version not in MODEL_VERSIONS:
-        errors.append(field_error(["header", "x-model-version"], f"x-model-version must be one of {MODEL_VERSIONS}"))
+        errors.append(
+            validation_entry(["header", "x-model-version"], f"x-model-version must be one of {MODEL_VERSIONS}")
+        )
     mimetype = accept_mimetype or DEFAULT_MIMETYPE
     if mimetype not in OUTPUT_MIMETYPES:
         errors.append(
-            field_error(["header", "x-accept-mimetype"], f"x-accept-mimetype must be one of {OUTPUT_MIMETYPES}")
+            validation_entry(["header", "x-accept-mimetype"], f"x-accept-mimetype must be one of {OUTPUT_MIMETYPES}")
         )
     if not errors:
         errors.extend(cross_field_errors(body, version))
     when = now or utcnow()
-    spec: dict[str, Any] = {
-        "modelVersion": version,
-        "baseModel": settings.model_version_base_models.get(version, settings.default_base_model),
-        "prompt": body.prompt,
-        "mimetype": mimetype,
-    }
+    base_model = settings.model_version_base_models.get(version, settings.default_base_model)
     models: list[CustomModel] = []
-    loras: list[dict[str, Any]] = []
+    loras: list[LoraChoice] = []
     if not errors:
         for wire_id, weight, loc in body.weighted_custom_models():
             model, lora, problem = _usable_model(session, viewer, wire_id)
             if model is None and problem == UNKNOWN_MODEL and loc[1] == "customModels":
                 raise CustomModelNotFound(wire_id)
             if problem:
-                errors.append(field_error(loc, problem))
+                errors.append(validation_entry(loc, problem))
             elif model is not None and lora is not None:
                 models.append(model)
-                loras.append({**lora, "weight": weight})
+                loras.append(LoraChoice(key=lora.key, blob_key=lora.blob_key, weight=weight))
         if len({model.base_model_name for model in models}) > 1:
-            errors.append(field_error(["body", "customModels"], "the custom models must share one base model"))
+            errors.append(validation_entry(["body", "customModels"], "the custom models must share one base model"))
+    style_image = structure_image = None
     if body.style and body.style.image_reference:
-        spec["styleImage"] = _reference(
+        style_image = _reference(
             session, viewer, body.style.image_reference.source, ["body", "style", "imageReference", "source"], when,
             errors,
         )
     if body.structure:
-        spec["structureImage"] = _reference(
+        structure_image = _reference(
             session, viewer, body.structure.image_reference.source, ["body", "structure", "imageReference", "source"],
             when, errors,
         )
-        spec["structureStrength"] = body.structure.strength
     if errors:
         raise InvalidGeneration(errors)
     count = len(body.seeds) if body.seeds else (body.num_variations or 1)
     seeds = list(body.seeds) if body.seeds else _random_seeds(count)
     width, height = (body.size.width, body.size.height) if body.size else DEFAULT_SIZE
-    spec.update({"seeds": seeds, "width": width, "height": height})
-    if body.negative_prompt is not None:
-        spec["negativePrompt"] = body.negative_prompt
-    if body.content_class is not None:
-        spec["contentClass"] = body.content_class
-    if body.visual_intensity is not None:
-        spec["visualIntensity"] = body.visual_intensity
-    if body.style is not None:
-        spec["stylePresets"] = list(body.style.presets)
-        spec["styleStrength"] = body.style.strength
-    if body.prompt_biasing_locale_code is not None:
-        spec["promptBiasingLocaleCode"] = body.prompt_biasing_locale_code
-    if body.upsampler_type is not None:
-        spec["upsamplerType"] = body.upsampler_type
-    if models:
-        spec["baseModel"] = models[0].base_model_name
-        spec["loras"] = loras
-        spec["customModels"] = [wire_id for wire_id, _, _ in body.weighted_custom_models()]
-        warnings = [warning for model in models if (warning := concept_warning(model, body.prompt))]
-        if warnings:
-            spec["warnings"] = warnings
-    return Submission(
-        spec=spec,
-        custom_model_id=models[0].id if models else None,
-        lora_key=affinity_key(loras),
+    warnings = [warning for model in models if (warning := concept_warning(model, body.prompt))]
+    job = GenerationJob(
+        model_version=version,
+        base_model=models[0].base_model_name if models else base_model,
+        prompt=body.prompt,
+        mimetype=mimetype,
+        seeds=tuple(seeds),
+        width=width,
+        height=height,
+        negative_prompt=body.negative_prompt,
+        content_class=body.content_class,
+        visual_intensity=body.visual_intensity,
+        style_presets=None if body.style is None else tuple(body.style.presets),
+        style_strength=None if body.style is None else body.style.strength,
+        style_image=style_image,
+        structure_image=structure_image,
+        structure_strength=body.structure.strength if body.structure else None,
+        prompt_biasing_locale_code=body.prompt_biasing_locale_code,
+        upsampler_type=body.upsampler_type,
+        loras=tuple(loras),
+        custom_models=tuple(wire_id for wire_id, _, _ in body.weighted_custom_models()) if models else (),
+        warnings=tuple(warnings),
     )
+    return Submission(job=job, custom_model_id=models[0].id if models else None)
 
 
 def concept_warning(model: CustomModel, prompt: str) -> dict[str, str] | None:
     """A subject-mode model's concept word missing from the prompt: the job still runs, with a warning."""
     concept = model.concept_id.strip()
-    if model.training_mode is not TrainingMode.subject or not concept:
-        return None
-    if re.search(rf"(?<!\w){re.escape(concept)}(?!\w)", prompt, flags=re.IGNORECASE):
+    if model.training_mode is not TrainingMode.subject or not concept or prompt_names_concept(prompt, concept):
         return None
     return {
         "code": "concept_missing",
@@ -161,7 +156,7 @@ UNKNOWN_MODEL = "The custom model is unknown or not shared with this organizatio
 
 def _usable_model(
     session: Session, viewer: Viewer, wire_id: str
-) -> tuple[CustomModel | None, dict[str, Any] | None, str | None]:
+) -> tuple[CustomModel | None, LoraChoice | None, str | None]:
     try:
         model_id = model_id_from_asset_id(wire_id)
     except InvalidAssetId:
@@ -178,7 +173,7 @@ def _usable_model(
         )
     if version is None:
         return None, None, "The custom model has no trained weights yet."
-    lora = {"key": f"{model.id}:v{version.number}", "blobKey": version.lora_blob_key, "weight": 1.0}
+    lora = LoraChoice(key=f"{model.id}:v{version.number}", blob_key=version.lora_blob_key)
     return model, lora, None
 
 
@@ -189,9 +184,9 @@ def _reference(
     loc: list[str | int],
     now: datetime,
     errors: list[dict[str, Any]],
-) -> dict[str, str] | None:
+) -> ImageRef | None:
     if source.url is not None:
-        return {"url": source.url}
+        return ImageRef(url=source.url)
     assert source.upload_id is not None
     upload = None
     try:
@@ -199,9 +194,11 @@ def _reference(
     except ValueError:
         pass
     if upload is None or upload.org_id != viewer.org_id or upload.expires_at < now:
-        errors.append(field_error([*loc, "uploadId"], "The upload is unknown or has expired (uploads last 7 days)."))
+        errors.append(
+            validation_entry([*loc, "uploadId"], "The upload is unknown or has expired (uploads last 7 days).")
+        )
         return None
-    return {"blobKey": upload.blob_key, "mimetype": upload.mimetype}
+    return ImageRef(blob_key=upload.blob_key, mimetype=upload.mimetype)
 
 
 def _random_seeds(count: int) -> list[int]:

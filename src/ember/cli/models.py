@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import mimetypes
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,8 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ember.client import FINAL_STATUSES, ApiCallFailed, EmberClient, EmberError, JobFailed
-from ember.jobs.cli import DEFAULT_URL, ClientIdOption, DataDirOption, SecretOption, UrlOption, sdk_client
+from ember.cli.jobs import DEFAULT_URL, ClientIdOption, DataDirOption, SecretOption, UrlOption, sdk_client
+from ember.client import FINAL_STATUSES, EmberClient, EmberError, JobFailed, ModelsApi
 
 TRAINING_WAIT_S = 7 * 3600.0  # longer than the default training time limit (6 h)
 
@@ -22,86 +20,6 @@ models_app = typer.Typer(help="Custom models: create, add images, caption, train
                          no_args_is_help=True)
 console = Console(stderr=True)
 out = Console()
-UPLOAD_BATCH = 10  # files per multipart request: keeps each request far below the body limit
-
-
-class ModelsApi:
-    """The custom-model lifecycle endpoints, over an SDK client's token and headers."""
-
-    def __init__(self, client: EmberClient) -> None:
-        self.client = client
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.client.http.request(
-            method, f"{self.client.base_url}{path}", headers=self.client.headers(), **kwargs
-        )
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {"message": response.text}
-            raise ApiCallFailed(response.status_code, body)
-        if response.status_code == 204 or not response.content:
-            return None
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
-        return response.content
-
-    @staticmethod
-    def _model(asset_id: str) -> str:
-        return f"/v3/custom-models/{asset_id}"
-
-    def create_project(self, name: str) -> dict[str, Any]:
-        existing = [p for p in self._call("GET", "/v3/projects")["projects"] if p["name"] == name]
-        return existing[0] if existing else dict(self._call("POST", "/v3/projects", json={"name": name}))
-
-    def create(self, **fields: Any) -> dict[str, Any]:
-        body = {key: value for key, value in fields.items() if value is not None}
-        return dict(self._call("POST", "/v3/custom-models", json=body))
-
-    def get(self, asset_id: str) -> dict[str, Any]:
-        return dict(self._call("GET", self._model(asset_id)))
-
-    def update(self, asset_id: str, **fields: Any) -> dict[str, Any]:
-        body = {key: value for key, value in fields.items() if value is not None}
-        return dict(self._call("PATCH", self._model(asset_id), json=body))
-
-    def upload(self, asset_id: str, files: Iterable[tuple[str, bytes]]) -> list[dict[str, Any]]:
-        """Every file's outcome (stored with its caption, or refused), in batches of UPLOAD_BATCH."""
-        pending = list(files)
-        outcomes: list[dict[str, Any]] = []
-        for start in range(0, len(pending), UPLOAD_BATCH):
-            parts = [
-                ("files", (name, data, mimetypes.guess_type(name)[0] or "application/octet-stream"))
-                for name, data in pending[start : start + UPLOAD_BATCH]
-            ]
-            outcomes += self._call("POST", f"{self._model(asset_id)}/images", files=parts)["images"]
-        return outcomes
-
-    def images(self, asset_id: str) -> list[dict[str, Any]]:
-        return list(self._call("GET", f"{self._model(asset_id)}/images")["images"])
-
-    def set_caption(self, asset_id: str, image_id: str, caption: str) -> dict[str, Any]:
-        return dict(self._call("PATCH", f"{self._model(asset_id)}/images/{image_id}", json={"caption": caption}))
-
-    def delete_image(self, asset_id: str, image_id: str) -> None:
-        self._call("DELETE", f"{self._model(asset_id)}/images/{image_id}")
-
-    def train(self, asset_id: str, **overrides: Any) -> dict[str, Any]:
-        body = {key: value for key, value in overrides.items() if value is not None}
-        return dict(self._call("POST", f"{self._model(asset_id)}/train-async", json=body))
-
-    def publish(self, asset_id: str, published: bool = True) -> dict[str, Any]:
-        return dict(self._call("POST", f"{self._model(asset_id)}/{'publish' if published else 'unpublish'}"))
-
-    def share(self, asset_id: str, principal: str, role: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"{self._model(asset_id)}/shares", json={"principal": principal, "role": role}))
-
-    def weights(self, asset_id: str, kohya: bool) -> bytes:
-        query = {"format": "kohya" if kohya else "diffusers"}
-        data = self._call("GET", f"{self._model(asset_id)}/weights", params=query)
-        assert isinstance(data, bytes)
-        return data
 
 
 def follow_training(client: EmberClient, job_id: str, poll_s: float = 0.5) -> dict[str, Any]:

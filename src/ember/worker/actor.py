@@ -1,6 +1,6 @@
 """The engine worker: a long-lived Ray actor that holds the engine (base pipelines and a LoRA LRU), claims
 jobs by id, writes their progress, state and heartbeat to the database itself, and stores signed outputs;
-training jobs are carried by `ember.jobs.training`.
+training jobs are carried by `ember.worker.training`.
 
 Importing this module is cheap; torch is imported when an actor starts."""
 
@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from ember.blobs import BlobStore, open_blob_store
+from ember.custom_models.training import follow_training_job
 from ember.data_dir import write_private_bytes
 from ember.jobs import events, records
-from ember.jobs.loras import stored_loras
-from ember.jobs.references import ReferenceUnavailable, fetch_reference
-from ember.jobs.training import PROGRESS_INTERVAL_S, TrainingRun, model_of
-from ember.models_service import follow_training_job
-from ember.provenance import Origin, SigningChain, load_or_create_shared_chain, sign_image
+from ember.jobs.payloads import GeneratedImage, GenerationJob, GenerationOutcome, ImageRef, trained_model_of
+from ember.media import EXTENSIONS
+from ember.safe_fetch import ReferenceUnavailable, fetch_reference
 from ember.store.database import open_engine, session_factory, transaction
 from ember.store.tables import JobKind
+from ember.worker.provenance import Origin, SigningChain, load_or_create_shared_chain, sign_image
+from ember.worker.training import PROGRESS_INTERVAL_S, TrainingRun
 
-log = logging.getLogger("ember.jobs.worker")
-EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+log = logging.getLogger("ember.worker.actor")
 MAX_REFERENCE_BYTES = 15 * 1024 * 1024
 CONCURRENT_JOBS = 2
 
@@ -163,7 +163,7 @@ class EngineWorker:
                 return "skipped"
             spec = records.stored_request(session, job_id)
             kind = records.job_kind(session, job_id)
-            model_id = model_of(spec) if kind is JobKind.train else None
+            model_id = trained_model_of(spec) if kind is JobKind.train else None
             if model_id is not None:
                 follow_training_job(session, model_id)
         self._current[job_id] = attempt
@@ -216,9 +216,10 @@ class EngineWorker:
 
         stored: list[str] = []
         try:
-            request = self._generation_request(spec)
+            job = GenerationJob.from_json(spec)
+            request = self._generation_request(job)
             images = self.engine.generate(request, progress=on_progress, should_cancel=should_cancel)
-            origin = Origin(base_model=spec["baseModel"], custom_models=tuple(spec.get("customModels", ())))
+            origin = Origin(base_model=job.base_model, custom_models=job.custom_models)
             outputs = []
             for index, image in enumerate(images):
                 if should_cancel():
@@ -226,15 +227,11 @@ class EngineWorker:
                 key = output_key(job_id, attempt, index, image.seed, image.mimetype)
                 self.blobs.put(key, sign_image(image.data, image.mimetype, origin, self.chain), image.mimetype)
                 stored.append(key)
-                outputs.append({"seed": image.seed, "key": key, "mimetype": image.mimetype})
-            result: dict[str, Any] = {
-                "size": {"width": spec["width"], "height": spec["height"]},
-                "outputs": outputs,
-            }
-            if spec.get("contentClass"):
-                result["contentClass"] = spec["contentClass"]
-            if spec.get("warnings"):
-                result["warnings"] = spec["warnings"]
+                outputs.append(GeneratedImage(seed=image.seed, key=key, mimetype=image.mimetype))
+            result = GenerationOutcome(
+                width=job.width, height=job.height, outputs=tuple(outputs), content_class=job.content_class,
+                warnings=job.warnings,
+            ).to_json()
             with transaction(self.sessions) as session:
                 if not records.should_stop(session, job_id, attempt):
                     events.record_steps(session, job_id, steps)
@@ -265,31 +262,30 @@ class EngineWorker:
         for key in keys:
             self.blobs.delete(key)
 
-    def _generation_request(self, spec: dict[str, Any]) -> Any:
+    def _generation_request(self, job: GenerationJob) -> Any:
         from ember.engine.types import GenerationRequest, LoraRef
 
         loras = [
-            LoraRef(key=lora["key"], path=self._lora_file(lora["key"], lora["blobKey"]),
-                    weight=float(lora.get("weight", 1.0)))
-            for lora in stored_loras(spec)
+            LoraRef(key=lora.key, path=self._lora_file(lora.key, lora.blob_key), weight=lora.weight)
+            for lora in job.loras
         ]
         return GenerationRequest(
-            base_model=spec["baseModel"],
-            prompt=spec["prompt"],
-            negative_prompt=spec.get("negativePrompt"),
-            seeds=list(spec["seeds"]),
-            width=spec["width"],
-            height=spec["height"],
-            content_class=spec.get("contentClass"),
-            visual_intensity=spec.get("visualIntensity"),
-            style_presets=list(spec.get("stylePresets", [])),
-            style_strength=spec.get("styleStrength", 50),
-            style_image=self._reference(spec.get("styleImage")),
-            structure_image=self._reference(spec.get("structureImage")),
-            structure_strength=spec.get("structureStrength"),
+            base_model=job.base_model,
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            seeds=list(job.seeds),
+            width=job.width,
+            height=job.height,
+            content_class=job.content_class,
+            visual_intensity=job.visual_intensity,
+            style_presets=list(job.style_presets or ()),
+            style_strength=50 if job.style_strength is None else job.style_strength,
+            style_image=self._reference(job.style_image),
+            structure_image=self._reference(job.structure_image),
+            structure_strength=job.structure_strength,
             loras=loras,
-            mimetype=spec["mimetype"],
-            steps=spec.get("steps"),
+            mimetype=job.mimetype,
+            steps=job.steps,
         )
 
     def _lora_file(self, key: str, blob_key: str) -> Path:
@@ -299,18 +295,19 @@ class EngineWorker:
             write_private_bytes(path, self.blobs.get(blob_key))
         return path
 
-    def _reference(self, source: dict[str, str] | None) -> bytes | None:
-        if not source:
+    def _reference(self, source: ImageRef | None) -> bytes | None:
+        if source is None:
             return None
-        if "blobKey" in source:
+        if source.blob_key is not None:
             from ember.blobs import BlobNotFound
 
             try:
-                return self.blobs.get(source["blobKey"])
+                return self.blobs.get(source.blob_key)
             except BlobNotFound:
                 raise ReferenceUnavailable("the uploaded reference image is no longer available") from None
+        assert source.url is not None
         return fetch_reference(
-            source["url"], max_bytes=MAX_REFERENCE_BYTES, allow_private=self.config.allow_private_reference_urls
+            source.url, max_bytes=MAX_REFERENCE_BYTES, allow_private=self.config.allow_private_reference_urls
         )
 
     def _heartbeat_loop(self) -> None:

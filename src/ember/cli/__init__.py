@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ember.cli.demo import demo
+from ember.cli.engine import app as engine_app
+from ember.cli.jobs import generate, jobs_app
+from ember.cli.models import models_app
+from ember.cli.webhooks import webhooks_app
 from ember.config import Settings, load_settings
-from ember.demo import demo
-from ember.engine.cli import app as engine_app
-from ember.jobs.cli import generate, jobs_app
-from ember.models_cli import models_app
-from ember.webhooks_cli import webhooks_app
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

@@ -25,7 +25,7 @@ from ember.cluster import AttachedRay, RayConnection
 from ember.config import Settings, load_settings
 from ember.jobs.dispatch import OnRay
 
-log = logging.getLogger("ember.jobs.pool")
+log = logging.getLogger("ember.worker.pool")
 NAMESPACE = "ember"
 POOL_CONCURRENCY = 32
 ASK_TIMEOUT_S = 3.0  # the pool asks its workers for at most WORKER_CHECK_S of it
@@ -64,16 +64,17 @@ class EnginePool:
 
     def __init__(self, niceness: int | None = None) -> None:
         from ember.blobs import open_blob_store
+        from ember.custom_models.training import follow_training_job
         from ember.jobs.dispatch import Dispatcher
-        from ember.provenance import load_or_create_shared_chain
         from ember.store.database import open_engine, session_factory
+        from ember.worker.provenance import load_or_create_shared_chain
 
         logging.basicConfig(level=logging.INFO)
         settings = load_settings()
         # The signing identity is made here, once, before any worker reads it.
         load_or_create_shared_chain(open_blob_store(settings.blob_url), settings.data_dir)
         self.dispatcher = Dispatcher(
-            settings, session_factory(open_engine(settings.database_url)), AttachedRay("pool"),
+            settings, session_factory(open_engine(settings.database_url)), AttachedRay("pool"), follow_training_job,
             name_prefix=pool_name(settings), namespace=NAMESPACE, niceness=niceness,
         )
         self.dispatcher.start()

@@ -14,10 +14,10 @@ import typer
 from PIL import Image, ImageDraw
 from rich.console import Console
 
-from ember.client import EmberClient, EmberError
+from ember.cli.jobs import DEFAULT_URL, DataDirOption, UrlOption
+from ember.cli.models import follow_training
+from ember.client import EmberClient, EmberError, ModelsApi
 from ember.config import load_settings
-from ember.jobs.cli import DEFAULT_URL, DataDirOption, UrlOption
-from ember.models_cli import ModelsApi, follow_training
 
 console = Console()
 DEMO_ORG = "demo"

@@ -45,7 +45,7 @@ def serve_pool(
     The pool outlives this command; every `ember serve` replica with the same database uses it."""
     import ray
 
-    from ember.jobs.pool import find_or_create_pool, pool_name
+    from ember.worker.pool import find_or_create_pool, pool_name
 
     settings = _connect(ray_address, data_dir)
     try:
@@ -68,7 +68,7 @@ def stop_pool(ray_address: RayAddressOption = "", data_dir: DataDirOption = None
     """Stop the deployment's engine pool and its workers (running jobs are taken back by the next pool)."""
     import ray
 
-    from ember.jobs.pool import NAMESPACE, pool_name
+    from ember.worker.pool import NAMESPACE, pool_name
 
     settings = _connect(ray_address, data_dir)
     try:
