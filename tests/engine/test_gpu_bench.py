@@ -27,4 +27,6 @@ def test_small_mode_prints_steps_per_second_ratio_and_preset_minutes_per_family(
     ratios = [float(x) for x in re.findall(r"ratio Ember / bare:\s+([0-9.]+)", completed.stdout)]
     minutes = re.findall(r"subject preset \((\d+) steps\) end to end: ([0-9.]+) min", completed.stdout)
     assert len(ratios) == 2 and all(ratio > 0 for ratio in ratios)
+    cpu_ratios = [float(x) for x in re.findall(r"per CPU second: .*; ratio ([0-9.]+)", completed.stdout)]
+    assert len(cpu_ratios) == 2 and all(ratio > 0 for ratio in cpu_ratios)
     assert [steps for steps, _ in minutes] == ["300", "300"] and all(float(m) > 0 for _, m in minutes)

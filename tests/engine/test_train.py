@@ -16,8 +16,9 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ember.engine.train import TrainConfig, TrainingUnsupported, export_kohya, preset_for, train_lora
+from ember.engine.train import TrainConfig, TrainingUnsupported, preset_for, train_lora
 from ember.engine.types import Cancelled, InvalidRequest, LoraRef, TrainingExample
+from ember.lora_formats import to_kohya
 
 from .conftest import TRAINED_STEPS, TrainedLora, encode, triangle_picture
 
@@ -129,7 +130,8 @@ def test_kohya_export_draws_the_same_image_as_the_diffusers_file(
 ) -> None:
     from ember.engine.generate import Engine
 
-    kohya = export_kohya(trained.result.lora_path, tmp_path / "zorb.kohya.safetensors")
+    kohya = tmp_path / "zorb.kohya.safetensors"
+    kohya.write_bytes(to_kohya(trained.result.lora_path.read_bytes()))
     assert all(key.startswith("lora_unet_") for key in load_file(str(kohya)))
     engine = Engine(model_dir)
     request = make_request(prompt="a zorb")

@@ -16,6 +16,7 @@ app.command("serve")(serve_pool)
 app.command("stop")(stop_pool)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+KOHYA_FILE = "lora.kohya.safetensors"
 FORMATS = {mimetype.removeprefix("image/"): (mimetype, ext) for mimetype, (_, ext) in IMAGE_TYPES.items()}
 
 
@@ -232,8 +233,12 @@ def train(
     if result.resumed_from:
         typer.echo(f"resumed from step {result.resumed_from}")
     typer.echo(f"LoRA: {result.lora_path}")
-    if result.kohya_path:
-        typer.echo(f"kohya: {result.kohya_path}")
+    # The one kohya converter is torch-free and shared with the API's weights download.
+    from ember.lora_formats import to_kohya
+
+    kohya_path = result.lora_path.with_name(KOHYA_FILE)
+    kohya_path.write_bytes(to_kohya(result.lora_path.read_bytes()))
+    typer.echo(f"kohya: {kohya_path}")
 
 
 @app.command()

@@ -3,7 +3,8 @@
 One class per family, each following diffusers' own DreamBooth-LoRA script for it:
 `train_text_to_image_lora.py` (sd), `train_dreambooth_lora_sdxl.py` (sdxl), `train_dreambooth_lora_flux.py`
 (flux). `train.train_lora` runs the same loop for all of them; a family only says how a picture becomes a
-latent, a caption becomes conditioning, and a noisy latent becomes a prediction and its target.
+latent and a caption conditioning, and its objective in the order of diffusers' loop: `add_noise` (noisy latents
+and the timesteps the denoiser is told), `predict`, `target`. `FAMILIES` maps the registry's family names to them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ class Conditioning:
 
     def select(self, index: torch.Tensor) -> Conditioning:
         return Conditioning(self.hidden[index], None if self.pooled is None else self.pooled[index])
+
+
+@dataclass
+class Batch:
+    """Training examples drawn from the cache: latents sampled from each picture's VAE posterior, the
+    conditioning of their captions, and (sdxl) each picture's six size/crop time ids."""
+
+    latents: torch.Tensor
+    conditioning: Conditioning
+    time_ids: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.latents)
 
 
 def crop_time_ids(original: tuple[int, int], target: tuple[int, int]) -> tuple[int, ...]:
@@ -67,26 +81,21 @@ def flow_sigmas(scheduler_config: Any, u: torch.Tensor, image_seq_len: int) -> t
     return shift * u / (1 + (shift - 1) * u)
 
 
-def flow_target(noise: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-    """The velocity a rectified-flow sampler integrates: from the picture towards the noise."""
-    return noise - latents
-
-
 class Family:
     """The family-specific half of LoRA training; `train_lora` owns the loop, data and checkpoints."""
-
-    # Whether `train.export_kohya` writes a file kohya's loaders read for this family.
-    kohya_export = True
 
     denoiser: Any
     vae: Any
     noise_scheduler: Any
 
-    def __init__(self, spec: BaseModelSpec, path: Path, device: str, weight_dtype: torch.dtype) -> None:
+    def __init__(
+        self, spec: BaseModelSpec, path: Path, device: str, weight_dtype: torch.dtype, training_guidance: float = 1.0
+    ) -> None:
         self.spec = spec
         self.path = path
         self.device = device
         self.weight_dtype = weight_dtype
+        self.training_guidance = training_guidance
 
     # Loading, encoding, freeing -------------------------------------------------------------------------
     def size_multiple(self) -> int:
@@ -112,14 +121,22 @@ class Family:
     def lora_targets(self) -> list[str]:
         return list(self.spec.lora_target_modules)
 
-    def prediction_and_target(
-        self,
-        latents: torch.Tensor,
-        conditioning: Conditioning,
-        time_ids: torch.Tensor | None,
-        generator: torch.Generator,
-        autocast: torch.dtype | None,
+    # The objective, in the order of diffusers' training loop: noise the latents, predict, compare with the
+    # target. `timesteps` is whatever the denoiser is told about the noise (DDPM steps, or FLUX's σ).
+    def add_noise(
+        self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The noisy latents and their timesteps, drawn from `generator`."""
+        raise NotImplementedError
+
+    def predict(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, batch: Batch, autocast: torch.dtype | None
+    ) -> torch.Tensor:
+        """The denoiser's output for the noisy latents, in the latents' layout."""
+        raise NotImplementedError
+
+    def target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the denoiser should have predicted."""
         raise NotImplementedError
 
     # Output -----------------------------------------------------------------------------------------------
@@ -166,16 +183,43 @@ class Family:
         return torch.autocast(device_type=device_type, dtype=autocast or torch.float32, enabled=autocast is not None)
 
 
-class SDFamily(Family):
-    """train_text_to_image_lora.py: one CLIP encoder's last hidden states, epsilon or v-prediction as the
-    scheduler's config says. The text encoder stays loaded: it is small, and the sampler uses it."""
+class DDPMFamily(Family):
+    """The objective of the UNet families (train_text_to_image_lora.py, train_dreambooth_lora_sdxl.py): a
+    uniformly drawn DDPM timestep, the scheduler's `add_noise`, and epsilon or v-prediction as its config says."""
 
-    def __init__(self, spec: BaseModelSpec, path: Path, device: str, weight_dtype: torch.dtype) -> None:
+    def add_noise(
+        self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        steps = self.noise_scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, steps, (len(latents),), generator=generator).long()
+        return self.noise_scheduler.add_noise(latents, noise, timesteps), timesteps
+
+    def target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            velocity: torch.Tensor = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+            return velocity
+        return noise
+
+    def size_multiple(self) -> int:
+        vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        unet_factor = 2 ** (len(self.denoiser.config.block_out_channels) - 1)
+        return int(vae_factor * unet_factor)
+
+
+class SDFamily(DDPMFamily):
+    """train_text_to_image_lora.py: one CLIP encoder's last hidden states. The text encoder stays loaded: it
+    is small, and the sampler uses it."""
+
+    def __init__(
+        self, spec: BaseModelSpec, path: Path, device: str, weight_dtype: torch.dtype, training_guidance: float = 1.0
+    ) -> None:
         import torch
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        super().__init__(spec, path, device, weight_dtype)
+        super().__init__(spec, path, device, weight_dtype, training_guidance)
         self.tokenizer = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer")
         self.text_encoder = CLIPTextModel.from_pretrained(str(path), subfolder="text_encoder").to(device, weight_dtype)  # type: ignore[arg-type]  # transformers stubs
         self.vae = AutoencoderKL.from_pretrained(str(path), subfolder="vae").to(device, torch.float32)
@@ -185,9 +229,6 @@ class SDFamily(Family):
             frozen.requires_grad_(False)
             frozen.eval()
         self._pipeline: Any = None
-
-    def size_multiple(self) -> int:
-        return _unet_size_multiple(self.vae, self.denoiser)
 
     def encode_captions(self, texts: list[str]) -> Conditioning:
         import torch
@@ -200,21 +241,16 @@ class SDFamily(Family):
             hidden: torch.Tensor = self.text_encoder(tokens.input_ids.to(self.device))[0].float()
         return Conditioning(hidden)
 
-    def prediction_and_target(
-        self,
-        latents: torch.Tensor,
-        conditioning: Conditioning,
-        time_ids: torch.Tensor | None,
-        generator: torch.Generator,
-        autocast: torch.dtype | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        noisy, timesteps, target = _ddpm_noising(self.noise_scheduler, latents, generator)
+    def predict(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, batch: Batch, autocast: torch.dtype | None
+    ) -> torch.Tensor:
         dtype = self.weight_dtype
         with self._autocast(autocast):
-            prediction = self.denoiser(
-                noisy.to(self.device, dtype), timesteps.to(self.device), conditioning.hidden.to(self.device, dtype)
+            hidden = batch.conditioning.hidden.to(self.device, dtype)
+            prediction: torch.Tensor = self.denoiser(
+                noisy.to(self.device, dtype), timesteps.to(self.device), hidden
             ).sample
-        return prediction, target
+        return prediction
 
     def sample(self, prompt: str, seed: int) -> Any:
         import torch
@@ -257,38 +293,17 @@ class SDFamily(Family):
         )
 
 
-def _unet_size_multiple(vae: Any, unet: Any) -> int:
-    vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
-    return int(vae_factor * unet_factor)
-
-
-def _ddpm_noising(
-    noise_scheduler: Any, latents: torch.Tensor, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Noise, timesteps and the target a DDPM-trained UNet predicts (epsilon, or v when configured)."""
-    import torch
-
-    noise = torch.randn(latents.shape, generator=generator)
-    count = latents.shape[0]
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (count,), generator=generator).long()
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    if noise_scheduler.config.prediction_type == "v_prediction":
-        target = noise_scheduler.get_velocity(latents, noise, timesteps)
-    else:
-        target = noise
-    return noisy, timesteps, target
-
-
-class SDXLFamily(Family):
+class SDXLFamily(DDPMFamily):
     """train_dreambooth_lora_sdxl.py: both CLIP encoders (penultimate hidden states concatenated, pooled from
-    the second), six size/crop time ids per picture, epsilon or v-prediction; the VAE encodes in fp32."""
+    the second), six size/crop time ids per picture; the VAE encodes in fp32."""
 
-    def __init__(self, spec: BaseModelSpec, path: Path, device: str, weight_dtype: torch.dtype) -> None:
+    def __init__(
+        self, spec: BaseModelSpec, path: Path, device: str, weight_dtype: torch.dtype, training_guidance: float = 1.0
+    ) -> None:
         import torch
         from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 
-        super().__init__(spec, path, device, weight_dtype)
+        super().__init__(spec, path, device, weight_dtype, training_guidance)
         # The text half of the pipeline encodes captions exactly as sampling will.
         self.text = StableDiffusionXLPipeline.from_pretrained(str(path), unet=None, vae=None, dtype=weight_dtype).to(
             device
@@ -303,9 +318,6 @@ class SDXLFamily(Family):
             frozen.requires_grad_(False)
             frozen.eval()
         self._sample_embeddings: dict[str, Conditioning] = {}
-
-    def size_multiple(self) -> int:
-        return _unet_size_multiple(self.vae, self.denoiser)
 
     def encode_captions(self, texts: list[str]) -> Conditioning:
         import torch
@@ -332,28 +344,23 @@ class SDXLFamily(Family):
     def free_encoders(self) -> None:
         self._free_text_pipeline()
 
-    def prediction_and_target(
-        self,
-        latents: torch.Tensor,
-        conditioning: Conditioning,
-        time_ids: torch.Tensor | None,
-        generator: torch.Generator,
-        autocast: torch.dtype | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        assert conditioning.pooled is not None and time_ids is not None
-        noisy, timesteps, target = _ddpm_noising(self.noise_scheduler, latents, generator)
+    def predict(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, batch: Batch, autocast: torch.dtype | None
+    ) -> torch.Tensor:
+        conditioning = batch.conditioning
+        assert conditioning.pooled is not None
         dtype = self.weight_dtype
         with self._autocast(autocast):
-            prediction = self.denoiser(
+            prediction: torch.Tensor = self.denoiser(
                 noisy.to(self.device, dtype),
                 timesteps.to(self.device),
                 conditioning.hidden.to(self.device, dtype),
                 added_cond_kwargs={
                     "text_embeds": conditioning.pooled.to(self.device, dtype),
-                    "time_ids": time_ids.to(self.device, dtype),
+                    "time_ids": batch.time_ids.to(self.device, dtype),
                 },
             ).sample
-        return prediction, target
+        return prediction
 
     def sample(self, prompt: str, seed: int) -> Any:
         from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
@@ -388,21 +395,28 @@ class SDXLFamily(Family):
         )
 
 
+def flux_lora_targets(transformer: Any, suffixes: tuple[str, ...]) -> list[str]:
+    """The layers of a FLUX transformer whose names end in one of the registry's suffixes, only inside the
+    transformer blocks (the top-level proj_out stays frozen): 418 on FLUX.1-dev."""
+    return [
+        name
+        for name, _ in transformer.named_modules()
+        if "transformer_blocks." in name and any(name == s or name.endswith("." + s) for s in suffixes)
+    ]
+
+
 class FluxFamily(Family):
     """train_dreambooth_lora_flux.py: latents shifted and scaled by the VAE's factors and packed 2×2 into
     tokens with their position ids, CLIP pooled + T5 sequence embeddings, rectified-flow noising at the
-    sampler's shifted noise levels, target `noise − latents`, the guidance embedding fed `training_guidance`.
-    Kohya's FLUX files use BFL's fused layer names (qkv, linear1), which `export_kohya` does not write yet."""
-
-    kohya_export = False
+    sampler's shifted noise levels, target `noise − latents`, the guidance embedding fed `training_guidance`."""
 
     def __init__(
-        self, spec: BaseModelSpec, path: Path, device: str, weight_dtype: torch.dtype, guidance: float = 1.0
+        self, spec: BaseModelSpec, path: Path, device: str, weight_dtype: torch.dtype, training_guidance: float = 1.0
     ) -> None:
         import torch
         from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-        super().__init__(spec, path, device, weight_dtype)
+        super().__init__(spec, path, device, weight_dtype, training_guidance)
         self.text = FluxPipeline.from_pretrained(str(path), transformer=None, vae=None, dtype=weight_dtype).to(device)
         self.vae = AutoencoderKL.from_pretrained(str(path), subfolder="vae").to(device, torch.float32)
         self.denoiser = FluxTransformer2DModel.from_pretrained(str(path), subfolder="transformer").to(
@@ -412,7 +426,6 @@ class FluxFamily(Family):
         for frozen in (self.vae, self.denoiser, self.text.text_encoder, self.text.text_encoder_2):
             frozen.requires_grad_(False)
             frozen.eval()
-        self.guidance = guidance
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self._sample_embeddings: Conditioning | None = None
 
@@ -433,43 +446,44 @@ class FluxFamily(Family):
         self._free_text_pipeline()
 
     def lora_targets(self) -> list[str]:
-        """The registry's suffixes, only inside the transformer blocks (the top-level proj_out stays frozen)."""
-        suffixes = tuple(self.spec.lora_target_modules)
-        return [
-            name
-            for name, _ in self.denoiser.named_modules()
-            if "transformer_blocks." in name and any(name == s or name.endswith("." + s) for s in suffixes)
-        ]
+        return flux_lora_targets(self.denoiser, self.spec.lora_target_modules)
 
-    def prediction_and_target(
-        self,
-        latents: torch.Tensor,
-        conditioning: Conditioning,
-        time_ids: torch.Tensor | None,
-        generator: torch.Generator,
-        autocast: torch.dtype | None,
+    def add_noise(
+        self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rectified-flow noising at a noise level σ drawn uniformly and then shifted as the sampler shifts its
+        schedule; the transformer is told σ itself (the pipeline passes t / 1000 with t = σ·1000)."""
+        import torch
+
+        _, _, height, width = latents.shape
+        u = torch.rand(len(latents), generator=generator).clamp(1e-4, 1 - 1e-4)
+        sigmas = self.noise_levels(u, (height // 2) * (width // 2))
+        spread = sigmas.view(-1, 1, 1, 1)
+        return (1.0 - spread) * latents + spread * noise, sigmas
+
+    def noise_levels(self, u: torch.Tensor, image_seq_len: int) -> torch.Tensor:
+        """The sampler's time shift of uniform noise levels for an image of `image_seq_len` tokens."""
+        return flow_sigmas(self.noise_scheduler.config, u, image_seq_len)
+
+    def predict(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, batch: Batch, autocast: torch.dtype | None
+    ) -> torch.Tensor:
         import torch
         from diffusers import FluxPipeline
 
+        conditioning = batch.conditioning
         assert conditioning.pooled is not None
-        count, channels, height, width = latents.shape
-        noise = torch.randn(latents.shape, generator=generator)
-        u = torch.rand(count, generator=generator).clamp(1e-4, 1 - 1e-4)
-        sigmas = flow_sigmas(self.noise_scheduler.config, u, (height // 2) * (width // 2)).view(-1, 1, 1, 1)
-        noisy = (1.0 - sigmas) * latents + sigmas * noise
+        count, _, height, width = noisy.shape
         dtype = self.weight_dtype
-        packed = FluxPipeline._pack_latents(noisy, count, channels, height, width)
         image_ids = FluxPipeline._prepare_latent_image_ids(count, height // 2, width // 2, self.device, dtype)
         text_ids = torch.zeros(conditioning.hidden.shape[1], 3, device=self.device, dtype=dtype)
         guidance = None
         if self.denoiser.config.guidance_embeds:
-            guidance = torch.full((count,), self.guidance, device=self.device, dtype=torch.float32)
+            guidance = torch.full((count,), self.training_guidance, device=self.device, dtype=torch.float32)
         with self._autocast(autocast):
-            packed_prediction = self.denoiser(
-                hidden_states=packed.to(self.device, dtype),
-                # The pipeline passes t / 1000 with t = σ·1000: the transformer takes σ itself.
-                timestep=sigmas.flatten().to(self.device, dtype),
+            tokens = self.denoiser(
+                hidden_states=self.pack(noisy).to(self.device, dtype),
+                timestep=timesteps.to(self.device, dtype),
                 guidance=guidance,
                 pooled_projections=conditioning.pooled.to(self.device, dtype),
                 encoder_hidden_states=conditioning.hidden.to(self.device, dtype),
@@ -477,10 +491,25 @@ class FluxFamily(Family):
                 img_ids=image_ids,
                 return_dict=False,
             )[0]
-        prediction = FluxPipeline._unpack_latents(
-            packed_prediction, height * self.vae_scale_factor, width * self.vae_scale_factor, self.vae_scale_factor
-        )
-        return prediction, flow_target(noise, latents)
+        return self.unpack(tokens, height, width)
+
+    def pack(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents [B, C, H, W] as the transformer's tokens: 2×2 patches, [B, H/2·W/2, 4C], as the sampler packs."""
+        from diffusers import FluxPipeline
+
+        packed: torch.Tensor = FluxPipeline._pack_latents(latents, *latents.shape)
+        return packed
+
+    def unpack(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        from diffusers import FluxPipeline
+
+        factor = self.vae_scale_factor
+        unpacked: torch.Tensor = FluxPipeline._unpack_latents(tokens, height * factor, width * factor, factor)
+        return unpacked
+
+    def target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The velocity a rectified-flow sampler integrates: from the picture towards the noise."""
+        return noise - latents
 
     def sample(self, prompt: str, seed: int) -> Any:
         from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
@@ -514,14 +543,15 @@ class FluxFamily(Family):
         )
 
 
+# The registry's family names and their training recipes.
+FAMILIES: dict[str, type[Family]] = {"sd": SDFamily, "sdxl": SDXLFamily, "flux": FluxFamily}
+
+
 def family_for(
     spec: BaseModelSpec, path: Path, device: str, weight_dtype: torch.dtype, training_guidance: float = 1.0
 ) -> Family:
     """Load the training half of a base model's family."""
-    if spec.family == "sd":
-        return SDFamily(spec, path, device, weight_dtype)
-    if spec.family == "sdxl":
-        return SDXLFamily(spec, path, device, weight_dtype)
-    if spec.family == "flux":
-        return FluxFamily(spec, path, device, weight_dtype, training_guidance)
-    raise UnknownFamily(f"no training recipe for the {spec.family!r} family")
+    recipe = FAMILIES.get(spec.family)
+    if recipe is None:
+        raise UnknownFamily(f"no training recipe for the {spec.family!r} family")
+    return recipe(spec, path, device, weight_dtype, training_guidance)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ember.engine.captioning import ensure_concept
 from ember.engine.dataset import bucket_sizes, prepare_image
-from ember.engine.families import Conditioning, Family, crop_time_ids, family_for
+from ember.engine.families import Batch, Conditioning, Family, crop_time_ids, family_for
 from ember.engine.models import apply_thread_setting, choose_device, resolve_model_path
 from ember.engine.registry import BaseModelSpec, get_base_model, import_reference
 from ember.engine.types import (
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 MODES = ("subject", "style")
 LORA_FILE = "lora.safetensors"
-KOHYA_FILE = "lora.kohya.safetensors"
 CHECKPOINTS_KEPT = 2
 OPTIMIZERS = ("adamw", "adamw8bit")
 EXIF_ORIENTATION = 0x0112
@@ -124,19 +123,42 @@ class TrainResult:
     losses: list[float]
     samples: list[Path]
     resumed_from: int | None
-    kohya_path: Path | None = None
     captions: list[str] = field(default_factory=list)
 
 
 @dataclass
 class _Group:
-    """Cached training tensors of one kind (instance, replay or class images) at one size."""
+    """Cached training tensors of one kind (instance, replay or class images), in size buckets."""
 
     means: list[torch.Tensor]
     stds: list[torch.Tensor]
     caption_index: torch.Tensor
     buckets: list[np.ndarray]
     time_ids: torch.Tensor
+
+    def draw(
+        self,
+        embeddings: Conditioning,
+        count: int,
+        caption_dropout: float,
+        rng: np.random.Generator,
+        generator: torch.Generator,
+    ) -> Batch:
+        """Up to `count` examples of one size bucket (chosen in proportion to its size), without replacement;
+        each latent sampled fresh from its picture's VAE posterior, each caption dropped (to the empty caption,
+        index 0) with probability `caption_dropout`."""
+        import torch
+
+        sizes = np.array([len(bucket) for bucket in self.buckets], dtype=np.float64)
+        bucket = self.buckets[int(rng.choice(len(self.buckets), p=sizes / sizes.sum()))]
+        chosen = rng.choice(bucket, size=min(count, len(bucket)), replace=False)
+        means = torch.stack([self.means[i] for i in chosen])
+        stds = torch.stack([self.stds[i] for i in chosen])
+        latents = means + stds * torch.randn(means.shape, generator=generator)
+        caption_ids = self.caption_index[chosen].clone()
+        if caption_dropout > 0:
+            caption_ids[torch.from_numpy(rng.random(len(chosen)) < caption_dropout)] = 0
+        return Batch(latents, embeddings.select(caption_ids), self.time_ids[torch.from_numpy(chosen)])
 
 
 def train_lora(
@@ -235,9 +257,17 @@ def train_lora(
             for micro in range(config.gradient_accumulation):
                 rng = np.random.default_rng([config.seed, step, micro])
                 generator = torch.Generator("cpu").manual_seed(int(rng.integers(0, 2**62)))
-                loss = _micro_batch_loss(
-                    family, embeddings, instance, replay_group, class_group, config, rng, generator, autocast
-                )
+                batch = instance.draw(embeddings, config.batch_size, config.caption_dropout, rng, generator)
+                loss = _denoising_loss(family, batch, generator, autocast)
+                if replay_group is not None:
+                    # Pictures of the base model's own world weigh as much as the user's.
+                    replayed = replay_group.draw(embeddings, config.batch_size, config.caption_dropout, rng, generator)
+                    replay_loss = _denoising_loss(family, replayed, generator, autocast)
+                    loss = (loss * len(batch) + replay_loss * len(replayed)) / (len(batch) + len(replayed))
+                if class_group is not None:
+                    # DreamBooth's prior preservation: the class pictures' loss, weighted, never dropped.
+                    prior = class_group.draw(embeddings, config.batch_size, 0.0, rng, generator)
+                    loss = loss + config.prior_loss_weight * _denoising_loss(family, prior, generator, autocast)
                 scaled = loss / config.gradient_accumulation
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 step_loss += float(loss.detach()) / config.gradient_accumulation
@@ -267,7 +297,6 @@ def train_lora(
                 _save_checkpoint(checkpoints, step, unet, optimizer, losses)
 
     lora_path = _save_lora(family, work_dir / LORA_FILE)
-    kohya_path = export_kohya(lora_path, work_dir / KOHYA_FILE) if family.kohya_export else None
     _save_checkpoint(checkpoints, config.steps, unet, optimizer, losses)
     return TrainResult(
         lora_path=lora_path,
@@ -275,7 +304,6 @@ def train_lora(
         losses=losses,
         samples=samples,
         resumed_from=resumed_from,
-        kohya_path=kohya_path,
         captions=captions,
     )
 
@@ -420,68 +448,19 @@ def _original_size(image: Any) -> tuple[int, int]:
     return (height, width) if picture.getexif().get(EXIF_ORIENTATION, 1) in ROTATED else (width, height)
 
 
-def _draw(group: _Group, count: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """Pick `count` examples from one size bucket (chosen in proportion to its size), without replacement."""
-    import torch
-
-    sizes = np.array([len(bucket) for bucket in group.buckets], dtype=np.float64)
-    bucket = group.buckets[int(rng.choice(len(group.buckets), p=sizes / sizes.sum()))]
-    chosen = rng.choice(bucket, size=min(count, len(bucket)), replace=False)
-    means = torch.stack([group.means[i] for i in chosen])
-    stds = torch.stack([group.stds[i] for i in chosen])
-    return means, stds, chosen
-
-
-def _group_loss(
-    family: Family,
-    embeddings: Conditioning,
-    group: _Group,
-    count: int,
-    dropout: float,
-    rng: np.random.Generator,
-    generator: torch.Generator,
-    autocast: torch.dtype | None,
-) -> tuple[torch.Tensor, int]:
+def _denoising_loss(
+    family: Family, batch: Batch, generator: torch.Generator, autocast: torch.dtype | None
+) -> torch.Tensor:
+    """One step of diffusers' training loop: noise the latents, let the denoiser predict, and take the mean
+    squared error to the family's target."""
     import torch
     import torch.nn.functional as functional
 
-    means, stds, chosen = _draw(group, count, rng)
-    latents = means + stds * torch.randn(means.shape, generator=generator)
-    caption_ids = group.caption_index[chosen].clone()
-    if dropout > 0:
-        dropped = torch.from_numpy(rng.random(len(chosen)) < dropout)
-        caption_ids[dropped] = 0  # index 0 is the empty caption
-    time_ids = group.time_ids[torch.from_numpy(chosen)]
-    prediction, target = family.prediction_and_target(
-        latents, embeddings.select(caption_ids), time_ids, generator, autocast
-    )
-    return functional.mse_loss(prediction.float(), target.to(prediction.device).float(), reduction="mean"), len(chosen)
-
-
-def _micro_batch_loss(
-    family: Family,
-    embeddings: Conditioning,
-    instance: _Group,
-    replay: _Group | None,
-    prior: _Group | None,
-    config: TrainConfig,
-    rng: np.random.Generator,
-    generator: torch.Generator,
-    autocast: torch.dtype | None,
-) -> torch.Tensor:
-    """Mean denoising error over instance and replay examples, plus the weighted prior loss."""
-    loss, count = _group_loss(
-        family, embeddings, instance, config.batch_size, config.caption_dropout, rng, generator, autocast
-    )
-    if replay is not None:
-        replay_loss, replay_count = _group_loss(
-            family, embeddings, replay, config.batch_size, config.caption_dropout, rng, generator, autocast
-        )
-        loss = (loss * count + replay_loss * replay_count) / (count + replay_count)
-    if prior is not None:
-        prior_loss, _ = _group_loss(family, embeddings, prior, config.batch_size, 0.0, rng, generator, autocast)
-        loss = loss + config.prior_loss_weight * prior_loss
-    return loss
+    noise = torch.randn(batch.latents.shape, generator=generator)
+    noisy, timesteps = family.add_noise(batch.latents, noise, generator)
+    prediction = family.predict(noisy, timesteps, batch, autocast)
+    target = family.target(batch.latents, noise, timesteps).to(prediction.device)
+    return functional.mse_loss(prediction.float(), target.float(), reduction="mean")
 
 
 def _class_images(
@@ -622,28 +601,3 @@ def _save_lora(family: Family, target: Path) -> Path:
     family.save_lora(_lora_state(unet), unet.peft_config["default"].to_dict(), target)
     return target
 
-
-def export_kohya(lora_path: Path, out_path: Path) -> Path:
-    """Convert a diffusers-format LoRA to the kohya format (ComfyUI, AUTOMATIC1111), alpha included."""
-    import torch
-    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya, convert_unet_state_dict_to_peft
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    state = load_file(str(lora_path))
-    with safe_open(str(lora_path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    alpha: float | None = None
-    if "lora_adapter_metadata" in metadata:
-        adapter = json.loads(metadata["lora_adapter_metadata"])
-        alpha = adapter.get("unet.lora_alpha", adapter.get("lora_alpha"))
-    if not any(".lora_A." in key for key in state):
-        state = convert_unet_state_dict_to_peft(state)
-    kohya = convert_state_dict_to_kohya(state)
-    if alpha is not None:
-        for key in [k for k in kohya if k.endswith(".alpha")]:
-            kohya[key] = torch.tensor(float(alpha))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in kohya.items()}, str(out_path))
-    return out_path

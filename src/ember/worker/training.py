@@ -22,7 +22,6 @@ from ember.store.database import transaction
 
 log = logging.getLogger("ember.worker.training")
 PROGRESS_INTERVAL_S = 0.25
-KOHYA_SUFFIX = ".kohya.safetensors"
 
 
 class TrainingInputMissing(Exception):
@@ -43,12 +42,6 @@ def attempt_lora_key(lora_key: str, attempt: int) -> str:
     """Where an attempt stores the trained LoRA: beside the version's key, named by the attempt. The version
     records the key of the attempt whose success was recorded."""
     return f"{lora_key.removesuffix('.safetensors')}-attempt-{attempt}.safetensors"
-
-
-def kohya_key(lora_key: str) -> str:
-    """The kohya-format file beside a version's LoRA: `…/lora.safetensors` → `…/lora.kohya.safetensors`."""
-    stem = lora_key.removesuffix(".safetensors")
-    return f"{stem}{KOHYA_SUFFIX}"
 
 
 class TrainingRun:
@@ -303,9 +296,6 @@ class TrainingRun:
         self.blobs.put(lora_key, data)
         self._lora_size = len(data)
         uploaded.append(lora_key)
-        if result.kohya_path is not None and Path(result.kohya_path).is_file():
-            self.blobs.put(kohya_key(lora_key), Path(result.kohya_path).read_bytes())
-            uploaded.append(kohya_key(lora_key))
         return uploaded
 
     def _discard(self, keys: list[str]) -> None:

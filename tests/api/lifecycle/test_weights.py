@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,19 +69,69 @@ def test_kohya_weights_rename_every_module_and_carry_its_alpha(
     assert len(kohya) == 6
 
 
-def test_kohya_conversion_matches_the_engines_export(tmp_path: Path) -> None:
-    from ember.engine.train import export_kohya
+def flux_lora(modules: list[tuple[str, int]], rank: int = 2, alpha: float = 4.0) -> bytes:
+    """A diffusers-format FLUX LoRA on `(module, output width)` layers of 16 inputs."""
+    rng = np.random.default_rng(1)
+    tensors = {}
+    for module, width in modules:
+        tensors[f"transformer.{module}.lora_A.weight"] = rng.standard_normal((rank, 16)).astype(np.float32)
+        tensors[f"transformer.{module}.lora_B.weight"] = rng.standard_normal((width, rank)).astype(np.float32)
+    return save(tensors, metadata={"lora_adapter_metadata": json.dumps({"transformer.lora_alpha": alpha})})
+
+
+def test_flux_kohya_weights_fuse_q_k_v_as_bfl_does(owner: Caller, trained: Callable[[str, bytes], None]) -> None:
+    """One kohya layer for the single block's q, k, v and MLP input: the down matrices stacked, the up matrices
+    on the diagonal, alpha times four; the attention output keeps its own layer."""
+    layers = [("attn.to_q", 16), ("attn.to_k", 16), ("attn.to_v", 16), ("proj_mlp", 64), ("proj_out", 16)]
+    lora = flux_lora([(f"single_transformer_blocks.3.{layer}", width) for layer, width in layers])
+    asset_id = owner.create()["assetId"]
+    trained(asset_id, lora)
+    response = owner.get(f"/{asset_id}/weights", params={"format": "kohya"})
+    assert response.status_code == 200, response.text
+    kohya, source = load(response.content), load(lora)
+    fused, names = "lora_unet_single_blocks_3_linear1", ("single_blocks_3_linear1", "single_blocks_3_linear2")
+    parts = ("alpha", "lora_down.weight", "lora_up.weight")
+    assert sorted(kohya) == sorted(f"lora_unet_{name}.{part}" for name in names for part in parts)
+    downs = [source[f"transformer.single_transformer_blocks.3.{layer}.lora_A.weight"] for layer, _ in layers[:4]]
+    np.testing.assert_array_equal(kohya[f"{fused}.lora_down.weight"], np.concatenate(downs))
+    up, row = kohya[f"{fused}.lora_up.weight"], 0
+    assert up.shape == (16 * 3 + 64, 8)
+    for index, (layer, width) in enumerate(layers[:4]):
+        block = np.zeros((width, 8), dtype=np.float32)
+        block[:, 2 * index : 2 * index + 2] = source[f"transformer.single_transformer_blocks.3.{layer}.lora_B.weight"]
+        np.testing.assert_array_equal(up[row : row + width], block)
+        row += width
+    assert (float(kohya[f"{fused}.alpha"]), float(kohya["lora_unet_single_blocks_3_linear2.alpha"])) == (16.0, 4.0)
+
+
+def test_a_flux_lora_on_part_of_a_fused_layer_cannot_be_converted(
+    owner: Caller, trained: Callable[[str, bytes], None]
+) -> None:
+    asset_id = owner.create()["assetId"]
+    trained(asset_id, flux_lora([("transformer_blocks.0.attn.to_q", 16), ("transformer_blocks.0.attn.to_k", 16)]))
+    response = owner.get(f"/{asset_id}/weights", params={"format": "kohya"})
+    assert (response.status_code, response.json()["error_code"]) == (409, "weights_not_convertible")
+
+
+def test_kohya_conversion_matches_diffusers_own_conversion() -> None:
+    """The torch-free converter names and fills every entry as diffusers' `convert_state_dict_to_kohya` does,
+    with the file's alpha (else the rank, as diffusers writes it)."""
+    import torch
+    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
+    from safetensors.torch import load as load_torch
+
     from ember.lora_formats import to_kohya
 
     for alpha in (8.0, None):
-        source = tmp_path / "lora.safetensors"
-        source.write_bytes(diffusers_lora(rank=4, alpha=alpha))
-        expected = load(export_kohya(source, tmp_path / "kohya.safetensors").read_bytes())
-        converted = load(to_kohya(source.read_bytes()))
+        source = diffusers_lora(rank=4, alpha=alpha)
+        expected = convert_state_dict_to_kohya(load_torch(source))
+        if alpha is not None:
+            expected.update({key: torch.tensor(alpha) for key in expected if key.endswith(".alpha")})
+        converted = load_torch(to_kohya(source))
         assert converted.keys() == expected.keys()
         for key, value in expected.items():
-            assert converted[key].dtype == value.dtype
-            np.testing.assert_array_equal(converted[key], value)
+            assert converted[key].dtype == value.dtype, key
+            assert torch.equal(converted[key], value), key
 
 
 def test_a_file_that_is_no_diffusers_lora_cannot_be_converted(
