@@ -11,6 +11,11 @@ organizations, then prints:
 
     .venv/bin/python bench/jobs.py [--jobs 50] [--poll-rate 200] [--poll-jobs 10] [--size 1024] [--repeats 5]
                                    [--threads 1]
+
+With `--replicas 2` it measures the shared engine pool instead: a Ray head started for the run (`--ray-cpus`),
+two `ember serve` replicas joined to it, and N jobs sent through both replicas in turn, first with one engine
+worker in the pool, then with two; it prints throughput with two workers over one (target >= 1.8 where the
+machine has a core per worker to spare).
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -144,6 +152,111 @@ async def batch(base: str, data_dir: Path, org_headers: list[dict[str, str]], co
         return elapsed, (await poller if poller is not None else [])
 
 
+def ray_env() -> dict[str, str]:
+    """Ray's token authentication is on wherever a token file exists: every node and driver must then say so."""
+    env = {"RAY_USAGE_STATS_ENABLED": "0"}
+    if (Path.home() / ".ray" / "auth_token").is_file():
+        env["RAY_AUTH_MODE"] = "token"
+    return env
+
+
+def ray_head(temp_dir: Path, cpus: int) -> tuple[subprocess.Popen[bytes], str]:
+    """A Ray head for the run, on loopback, in its own process group (`--block`)."""
+    port = free_port()
+    env = {**os.environ, **ray_env()}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
+         f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
+         f"--temp-dir={temp_dir}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    return process, f"127.0.0.1:{port}"
+
+
+def pool_workers(base: str) -> int:
+    try:
+        ready = httpx.get(f"{base}/readyz", timeout=10)
+    except httpx.TransportError:
+        return 0
+    return len(ready.json().get("engineWorkers", [])) if ready.status_code == 200 else 0
+
+
+def two_replicas(args: argparse.Namespace) -> None:
+    """Throughput of jobs sent through two API replicas, with one engine worker in the pool and with two."""
+    import signal
+
+    with tempfile.TemporaryDirectory(prefix="ember-bench-pool-") as tmp:
+        data_dir, model_dir = Path(tmp) / "data", Path(tmp) / "models"
+        from ember.engine.models import resolve_model_path
+        from ember.engine.registry import get_base_model
+
+        resolve_model_path(get_base_model("tiny"), model_dir)
+        clients = seed_clients(data_dir, [f"bench-{index}" for index in range(ORGS)])
+        head, address = ray_head(Path(f"/tmp/eb{os.getpid()}"), args.ray_cpus)
+        throughput: dict[int, float] = {}
+        try:
+            for workers in (1, 2):
+                env = {**engine_env(model_dir, args.threads), **ray_env(), "EMBER_RAY_ADDRESS": address,
+                       "EMBER_ENGINE_WORKERS": str(workers)}
+                env.pop("EMBER_RAY_NUM_CPUS")  # a joined cluster has its own
+                ports = [free_port(), free_port()]
+                bases = [f"http://127.0.0.1:{port}" for port in ports]
+                servers = [start_server(data_dir, port, env) for port in ports]
+                try:
+                    deadline = time.monotonic() + 300
+                    while pool_workers(bases[0]) < workers:
+                        if time.monotonic() > deadline:
+                            raise SystemExit("the pool's workers did not start")
+                        time.sleep(0.5)
+                    org_headers = [headers_for(bases[0], credentials) for credentials in clients]
+                    asyncio.run(batch_through(bases, data_dir, org_headers, 2 * workers, args.size))  # warm
+                    runs = [asyncio.run(batch_through(bases, data_dir, org_headers, args.jobs, args.size))
+                            for _ in range(max(1, args.repeats // 2))]
+                    throughput[workers] = args.jobs / statistics.median(runs)
+                finally:
+                    for server in servers:
+                        server.terminate()
+                    for server in servers:
+                        server.wait(timeout=60)
+                    subprocess.run(
+                        [str(Path(sys.executable).parent / "ember"), "engine", "stop", "--ray-address", address,
+                         "--data-dir", str(data_dir)],
+                        env={**os.environ, **ray_env()},
+                        stdout=subprocess.DEVNULL, check=False, timeout=120,
+                    )
+        finally:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=60)
+    report = {
+        "pool": {"replicas": 2, "jobs": args.jobs, "ray_cpus": args.ray_cpus,
+                 "one_worker_jobs_per_s": round(throughput[1], 3), "two_workers_jobs_per_s": round(throughput[2], 3),
+                 "ratio": round(throughput[2] / throughput[1], 3), "target": ">= 1.8"},
+        "size": args.size,
+    }
+    print(json.dumps(report, indent=2))
+
+
+async def batch_through(bases: list[str], data_dir: Path, org_headers: list[dict[str, str]], count: int,
+                        size: int) -> float:
+    """Seconds from the first submission to the last success of `count` jobs sent through the replicas in turn."""
+    clients = [httpx.AsyncClient(base_url=base, timeout=60) for base in bases]
+    try:
+        started = time.perf_counter()
+        responses = await asyncio.gather(*(
+            clients[index % len(clients)].post(
+                "/v3/images/generate-async", json=body_for(index, size), headers=org_headers[index % ORGS]
+            )
+            for index in range(count)
+        ))
+        job_ids = [response.json()["jobId"] for response in responses]
+        while await asyncio.to_thread(final_count, data_dir, job_ids) < count:
+            await asyncio.sleep(0.05)
+        return time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=50)
@@ -152,7 +265,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--poll-jobs", type=int, default=10, help="Jobs running while status is polled.")
     parser.add_argument("--threads", type=int, default=1, help="Torch threads of the worker and of the baseline.")
+    parser.add_argument("--replicas", type=int, default=1, choices=(1, 2), help="2: the shared pool's scaling.")
+    parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the Ray head in the two-replica mode.")
     args = parser.parse_args()
+    if args.replicas == 2:
+        two_replicas(args)
+        return
 
     with tempfile.TemporaryDirectory(prefix="ember-bench-jobs-") as tmp:
         data_dir, model_dir = Path(tmp) / "data", Path(tmp) / "models"

@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     model_version_base_models: dict[str, str] = Field(
         default_factory=dict, description="x-model-version → base model; unnamed versions use default_base_model."
     )
-    engine_workers: int = Field(1, ge=1, description="Long-lived engine worker actors started on Ray.")
+    engine_workers: int | None = Field(
+        None, ge=1, description="Engine worker actors of the deployment's pool; unset: one per GPU of the cluster, "
+        "or 1 without GPUs.",
+    )
     engine_worker_num_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for each engine worker.")
     engine_worker_num_gpus: float | None = Field(
         None,

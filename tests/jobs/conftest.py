@@ -108,6 +108,20 @@ def add_trained_model(
     return f"urn:aaid:sc:{runtime.settings.region}:{model_id}"
 
 
+def stop_pool(database_url: str) -> None:
+    """Stop the engine pool `ember serve` processes of a test left on the session's Ray: it outlives them."""
+    import ray
+
+    from ember.worker.pool import NAMESPACE, pool_name
+
+    try:
+        pool = ray.get_actor(pool_name(Settings(database_url=database_url)), namespace=NAMESPACE)
+    except ValueError:
+        return
+    ray.get(pool.shutdown.remote(), timeout=60)
+    ray.kill(pool)
+
+
 def png_bytes(width: int = 64, height: int = 64, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
     from PIL import Image
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
+from pathlib import Path
+from unittest import mock
 
 from ember.config import Settings
 from ember.jobs.dispatch import AFFINITY_SLACK, Dispatcher, WorkerSlot
@@ -46,3 +49,37 @@ def test_an_explicit_gpu_setting_wins_over_the_cluster() -> None:
     from ember.jobs.dispatch import gpus_per_worker
 
     assert gpus_per_worker(0.5, 2.0) == 0.5
+
+
+def test_with_no_setting_the_pool_starts_one_worker_per_gpu() -> None:
+    from ember.jobs.dispatch import worker_count
+
+    assert worker_count(None, 4.0, 1.0) == 4
+    assert worker_count(None, 0.0, 0.0) == 1
+    assert worker_count(3, 4.0, 1.0) == 3
+    assert worker_count(None, 4.0, 0.5) == 8
+
+
+def test_the_pool_gets_the_deployments_settings_and_credentials_not_the_nodes(tmp_path: Path) -> None:
+    from ember.config import Settings
+    from ember.worker.pool import pool_env, pool_name
+
+    cert, key = tmp_path / "chain.pem", tmp_path / "key.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nchain\n")
+    key.write_text("-----BEGIN PRIVATE KEY-----\nkey\n")
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url="postgresql+psycopg://ember:pw@db/ember", engine_workers=3,
+        model_version_base_models={"image3_custom": "tiny"}, token_secret="not for workers",
+    )
+    env = pool_env(settings, {
+        "AWS_ACCESS_KEY_ID": "id", "HF_HUB_OFFLINE": "1", "PATH": "/bin", "EMBER_C2PA_CERT": str(cert),
+        "EMBER_C2PA_KEY": str(key),
+    })
+    assert env["EMBER_DATABASE_URL"] == settings.database_url and env["EMBER_ENGINE_WORKERS"] == "3"
+    assert env["AWS_ACCESS_KEY_ID"] == "id" and env["HF_HUB_OFFLINE"] == "1" and "PATH" not in env
+    assert "EMBER_TOKEN_SECRET" not in env and "EMBER_C2PA_CERT" not in env
+    assert env["EMBER_C2PA_CERT_PEM"].startswith("-----BEGIN CERTIFICATE-----")
+    with mock.patch.dict(os.environ, {k: v for k, v in env.items() if k.startswith("EMBER_")}, clear=True):
+        again = Settings()
+    assert again.model_dump(exclude={"token_secret"}) == settings.model_dump(exclude={"token_secret"})
+    assert pool_name(again) == pool_name(settings)

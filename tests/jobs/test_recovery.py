@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from ember.jobs import records
 from ember.jobs.records import claim, create_job, reset_orphans, sweep
 from ember.store.database import migrate, open_engine, session_factory, transaction
 from ember.store.tables import Job, JobKind, JobState, Organization, utcnow
@@ -116,8 +117,35 @@ def test_only_one_worker_can_claim_a_job(sessions: sessionmaker[Session]) -> Non
         first = claim(session, job_id, "worker-a")
     with transaction(sessions) as session:
         second = claim(session, job_id, "worker-b")
-    assert (first, second) == (True, False)
+    assert (first, second) == (1, None)
     with sessions() as session:
         job = session.get(Job, job_id)
         assert job is not None and (job.worker_id, job.attempts) == ("worker-a", 1)
 
+
+
+def test_an_attempt_taken_back_can_write_nothing_for_the_job(sessions: sessionmaker[Session]) -> None:
+    job_id = add_job(sessions, JobState.pending, attempts=0)
+    with transaction(sessions) as session:
+        stale = claim(session, job_id, "worker-a")
+    assert stale == 1
+    run_sweep(sessions, now=utcnow() + timedelta(seconds=60))  # worker-a went silent: the job is taken back
+    with transaction(sessions) as session:
+        current = claim(session, job_id, "worker-b")
+    assert current == 2
+    with transaction(sessions) as session:
+        assert records.should_stop(session, job_id, stale)
+        assert not records.should_stop(session, job_id, current)
+        assert not records.record_progress(session, job_id, 50, attempt=stale)
+        assert not records.record_heartbeat(session, job_id, attempt=stale)
+        assert not records.record_training(session, job_id, stale, 50, {"training": {}})
+        assert not records.succeed(session, job_id, {"outputs": ["stale"]}, attempt=stale)
+        assert not records.confirm_cancelled(session, job_id, attempt=stale)
+        assert not records.fail(session, job_id, "runtime_error", "stale", attempt=stale)
+        assert records.succeed(session, job_id, {"outputs": ["current"]}, attempt=current)
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert (job.state, job.result, job.worker_id, job.attempts) == (
+            JobState.succeeded, {"outputs": ["current"]}, "worker-b", 2
+        )

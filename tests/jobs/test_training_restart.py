@@ -1,5 +1,6 @@
-"""A server killed hard while it trains: started again, it resumes the training job from the checkpoint in the
-blob store and finishes it."""
+"""A server and the engine worker carrying its training job killed hard (the machine went down): the pool takes
+the job back, and it resumes from the checkpoint in the blob store and finishes, as the restarted server
+reports."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from pathlib import Path
 
 import httpx
 
+from ember.store.database import open_engine, session_factory
+from ember.store.tables import Job
+
+from .conftest import stop_pool
 from .test_restart import free_port, start_server
 from .trainable import MODELS, follow, start_training, trainable_model
 
@@ -21,6 +26,19 @@ def client_for(base: str, data_dir: Path) -> httpx.Client:
     }).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}", "x-api-key": credentials["client_id"]}
     return httpx.Client(base_url=base, headers=headers, timeout=30)
+
+
+def kill_worker_of(data_dir: Path, job_id: str) -> None:
+    """kill -9, as Ray does it, of the engine worker that runs `job_id` (the server no longer owns it)."""
+    import ray
+
+    engine = open_engine(f"sqlite:///{data_dir / 'ember.db'}")
+    with session_factory(engine)() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.worker_id is not None
+        worker_id = job.worker_id
+    engine.dispose()
+    ray.kill(ray.get_actor(worker_id, namespace="ember"))
 
 
 def test_training_resumes_from_its_checkpoint_after_a_hard_stop(
@@ -37,6 +55,7 @@ def test_training_resumes_from_its_checkpoint_after_a_hard_stop(
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=30)
+    kill_worker_of(data_dir, job_id)
     checkpoint = seen[-1]["training"]["checkpointStep"]
     assert seen[-1]["status"] == "running" and checkpoint >= 100
 
@@ -48,7 +67,9 @@ def test_training_resumes_from_its_checkpoint_after_a_hard_stop(
     finally:
         server.terminate()
         server.wait(timeout=60)
+        stop_pool(f"sqlite:///{data_dir / 'ember.db'}")
     assert final["status"] == "succeeded", final
+    assert final["attempts"] == 2
     assert final["training"]["resumedFrom"] >= checkpoint
     # The curve spans the steps before the stop too: the checkpoint carried them over.
     steps = [point["step"] for point in final["training"]["losses"]]

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from ember.store.database import open_engine, session_factory
 from ember.store.event_tables import DeliveryState, WebhookDelivery
 
+from .conftest import stop_pool
 from .test_restart import first_client_headers, free_port, start_server
 from .webhook_receiver import Receiver, start_receiver, stop_receiver
 
@@ -67,4 +68,5 @@ def test_a_delivery_pending_when_the_server_is_killed_is_delivered_after_the_res
         server.terminate()
         server.wait(timeout=60)
         stop_receiver(receiver)
+        stop_pool(f"sqlite:///{data_dir / 'ember.db'}")
     assert len(receiver.deliveries) == 1

@@ -15,14 +15,13 @@ from ember.api.views import status_body
 from ember.blobs import BlobStore, open_blob_store
 from ember.cluster import RayConnection
 from ember.config import Settings
-from ember.custom_models.training import follow_training_job
 from ember.data_dir import prepare_data_dir
 from ember.identity import token_secret
-from ember.jobs.dispatch import Dispatcher
 from ember.jobs.events import SignUrl
 from ember.jobs.webhook_delivery import DeliveryPolicy, WebhookSender
 from ember.store.database import open_engine, session_factory
 from ember.store.tables import Job
+from ember.worker.pool import PoolClient
 
 
 @dataclass
@@ -35,7 +34,7 @@ class Runtime:
     token_key: bytes
     rate_limiter: RateLimiter
     metrics: Metrics
-    dispatcher: Dispatcher
+    dispatcher: PoolClient
     webhooks: WebhookSender
 
     @classmethod
@@ -72,8 +71,10 @@ class Runtime:
             blobs=blobs,
             ray=ray,
             token_key=token_key,
-            rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_per_day, **limiter_args),
+            rate_limiter=RateLimiter(
+                sessions, settings.rate_limit_per_minute, settings.rate_limit_per_day, **limiter_args
+            ),
             metrics=Metrics(count_jobs),
-            dispatcher=Dispatcher(settings, sessions, ray, training_ended=follow_training_job),
+            dispatcher=PoolClient(settings, sessions, ray),
             webhooks=WebhookSender(sessions, token_key, signer, policy, status_body=status_body),
         )

@@ -42,6 +42,7 @@ def training_progress(record: TrainingRecord, sign: SignUrl) -> TrainingProgress
 
 def job_status(job: Job, sign: SignUrl) -> JobStatus:
     state = job.state
+    attempts = job.attempts or None
     training = None
     if job.kind is JobKind.train and job.result and job.result.get("training"):
         training = training_progress(TrainingRecord.from_result(job.result), sign)
@@ -54,14 +55,15 @@ def job_status(job: Job, sign: SignUrl) -> JobStatus:
             )
         else:
             result = generation_result(job.result, sign)
-        return JobStatus(jobId=job.id, status=state.value, progress=100, result=result, training=training)
+        return JobStatus(jobId=job.id, status=state.value, progress=100, result=result, training=training,
+                         attempts=attempts)
     if state in (JobState.failed, JobState.cancelled, JobState.timeout):
         default_code, default_message = FINAL_MESSAGES.get(state, ("runtime_error", "The job failed."))
         return JobStatus(
             jobId=job.id, status=state.value, error_code=job.error_code or default_code,
-            message=job.message or default_message, training=training,
+            message=job.message or default_message, training=training, attempts=attempts,
         )
-    return JobStatus(jobId=job.id, status=state.value, progress=job.progress, training=training)
+    return JobStatus(jobId=job.id, status=state.value, progress=job.progress, training=training, attempts=attempts)
 
 
 def status_body(job: Job, sign: SignUrl) -> dict[str, Any]:

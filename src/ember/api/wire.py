@@ -277,6 +277,11 @@ class JobStatus(BaseModel):
     error_code: str | None = None
     message: str | None = None
     training: TrainingProgress | None = None
+    attempts: int | None = Field(
+        None,
+        description="Ember extension: how many times an engine worker has taken the job (more than 1 once a lost "
+        "worker's job was taken again); absent before the first.",
+    )
 
 
 class CancelAccepted(BaseModel):

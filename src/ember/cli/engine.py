@@ -6,11 +6,14 @@ from pathlib import Path
 
 import typer
 
+from ember.cli.pool import serve_pool, stop_pool
 from ember.engine.toy.cli import app as toy_app
 from ember.media import IMAGE_TYPES
 
 app = typer.Typer(help="Run the engine directly: generate, train, caption, check datasets.", no_args_is_help=True)
 app.add_typer(toy_app, name="toy")
+app.command("serve")(serve_pool)
+app.command("stop")(stop_pool)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 KOHYA_FILE = "lora.kohya.safetensors"

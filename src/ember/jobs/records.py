@@ -1,5 +1,10 @@
 """Job rows and their state machine: every change is one conditional UPDATE, so racing writers cannot undo
-each other (a cancel against a finishing worker, two workers claiming one job, the reaper against both)."""
+each other (a cancel against a finishing worker, two workers claiming one job, the reaper against both).
+
+Fencing: each claim of a job is an attempt, numbered by `Job.attempts`. Every write a worker makes for a job
+(progress, heartbeat, training state, success, cancellation, failure) names its attempt and changes the row
+only while that attempt still holds it, so an attempt taken for lost (a paused process, a partitioned node)
+that wakes up later changes nothing: its writes match no row and it learns it must stop."""
 
 from __future__ import annotations
 
@@ -78,10 +83,14 @@ def find_job(session: Session, job_id: str, org_id: uuid.UUID) -> Job | None:
     return job
 
 
-def _transition(session: Session, job_id: str, from_states: set[JobState], **values: Any) -> bool:
-    result = session.execute(
-        update(Job).where(Job.id == job_id, Job.state.in_(from_states)).values(**values)
-    )
+def _transition(
+    session: Session, job_id: str, from_states: set[JobState], attempt: int | None = None, **values: Any
+) -> bool:
+    """Change the row when it is in one of `from_states` (and, given `attempt`, still held by that attempt)."""
+    condition = [Job.id == job_id, Job.state.in_(from_states)]
+    if attempt is not None:
+        condition.append(Job.attempts == attempt)
+    result = session.execute(update(Job).where(*condition).values(**values))
     changed = bool(getattr(result, "rowcount", 0))
     if changed and "state" in values:
         events.record_state(session, job_id)
@@ -109,32 +118,41 @@ def request_cancel(session: Session, job: Job) -> JobState:
     raise CancelRefused(409, "job_cancel_failed", "The job has already failed and cannot be cancelled.")
 
 
-def claim(session: Session, job_id: str, worker_id: str) -> bool:
-    """pending → running for exactly one worker; a job cancelled or claimed meanwhile is left alone."""
+def claim(session: Session, job_id: str, worker_id: str) -> int | None:
+    """pending → running for exactly one worker; returns the attempt this claim is (1 for the first), or None
+    when the job was cancelled or claimed meanwhile (it is then left alone)."""
     now = utcnow()
-    return _transition(
-        session, job_id, {JobState.pending}, state=JobState.running, worker_id=worker_id, started_at=now,
-        heartbeat_at=now, attempts=Job.attempts + 1, progress=0,
+    attempt = session.scalar(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.pending)
+        .values(
+            state=JobState.running, worker_id=worker_id, started_at=now, heartbeat_at=now,
+            attempts=Job.attempts + 1, progress=0,
+        )
+        .returning(Job.attempts)
     )
+    if attempt is None:
+        return None
+    events.record_state(session, job_id)
+    return int(attempt)
 
 
-def record_progress(session: Session, job_id: str, progress: int) -> bool:
-    return _transition(session, job_id, {JobState.running}, progress=progress, heartbeat_at=utcnow())
+def record_progress(session: Session, job_id: str, progress: int, *, attempt: int | None = None) -> bool:
+    return _transition(session, job_id, {JobState.running}, attempt, progress=progress, heartbeat_at=utcnow())
 
 
-def record_heartbeat(session: Session, job_id: str) -> None:
-    _transition(session, job_id, {JobState.running, JobState.cancel_pending}, heartbeat_at=utcnow())
+def record_heartbeat(session: Session, job_id: str, *, attempt: int | None = None) -> bool:
+    return _transition(session, job_id, {JobState.running, JobState.cancel_pending}, attempt, heartbeat_at=utcnow())
 
 
 def record_training(
-    session: Session, job_id: str, worker_id: str, progress: int, result: dict[str, Any]
+    session: Session, job_id: str, attempt: int, progress: int, result: dict[str, Any]
 ) -> bool:
     """Write a training job's progress and its `result` JSON (step, loss curve, samples, checkpoint) — only while
-    it runs on `worker_id`, so a worker taken for lost can never overwrite the attempt that replaced it."""
-    result_update = update(Job).where(
-        Job.id == job_id, Job.state == JobState.running, Job.worker_id == worker_id
-    ).values(progress=progress, result=result, heartbeat_at=utcnow())
-    return bool(getattr(session.execute(result_update), "rowcount", 0))
+    `attempt` runs it, so an attempt taken for lost can never overwrite the attempt that replaced it."""
+    return _transition(
+        session, job_id, {JobState.running}, attempt, progress=progress, result=result, heartbeat_at=utcnow()
+    )
 
 
 def stored_result(session: Session, job_id: str) -> dict[str, Any]:
@@ -155,33 +173,46 @@ def stored_request(session: Session, job_id: str) -> dict[str, Any]:
     return dict(request or {})
 
 
-def should_stop(session: Session, job_id: str) -> bool:
-    """True once the job is no longer plainly running: cancel requested, timed out or taken back."""
-    return current_state(session, job_id) is not JobState.running
+def current_attempt(session: Session, job_id: str) -> int | None:
+    return session.scalar(select(Job.attempts).where(Job.id == job_id))
 
 
-def succeed(session: Session, job_id: str, result: dict[str, Any]) -> bool:
+def should_stop(session: Session, job_id: str, attempt: int | None = None) -> bool:
+    """True once the job is no longer plainly running (cancel requested, timed out or taken back) or, given
+    `attempt`, once another attempt holds it."""
+    row = session.execute(select(Job.state, Job.attempts).where(Job.id == job_id)).first()
+    if row is None or row.state is not JobState.running:
+        return True
+    return attempt is not None and row.attempts != attempt
+
+
+def succeed(session: Session, job_id: str, result: dict[str, Any], *, attempt: int | None = None) -> bool:
+    """running → succeeded with `result`; given `attempt`, only while that attempt holds the job. This is where
+    an attempt's outputs become the job's: the result names the keys that attempt wrote."""
     return _transition(
-        session, job_id, {JobState.running}, state=JobState.succeeded, progress=100, result=result,
+        session, job_id, {JobState.running}, attempt, state=JobState.succeeded, progress=100, result=result,
         finished_at=utcnow(), heartbeat_at=utcnow(),
     )
 
 
-def confirm_cancelled(session: Session, job_id: str) -> bool:
+def confirm_cancelled(session: Session, job_id: str, *, attempt: int | None = None) -> bool:
     code, message = FINAL_MESSAGES[JobState.cancelled]
     return _transition(
-        session, job_id, {JobState.cancel_pending, JobState.running}, state=JobState.cancelled,
+        session, job_id, {JobState.cancel_pending, JobState.running}, attempt, state=JobState.cancelled,
         finished_at=utcnow(), error_code=code, message=message,
     )
 
 
-def fail(session: Session, job_id: str, error_code: str, message: str) -> bool:
-    """Any active job → failed (a cancel already asked for still ends as cancelled)."""
-    if _transition(session, job_id, {JobState.cancel_pending}, state=JobState.cancelled, finished_at=utcnow(),
-                   error_code=FINAL_MESSAGES[JobState.cancelled][0], message=FINAL_MESSAGES[JobState.cancelled][1]):
+def fail(session: Session, job_id: str, error_code: str, message: str, *, attempt: int | None = None) -> bool:
+    """Any active job → failed (a cancel already asked for still ends as cancelled); given `attempt`, only a
+    running job that attempt still holds."""
+    cancelled_code, cancelled_message = FINAL_MESSAGES[JobState.cancelled]
+    if _transition(session, job_id, {JobState.cancel_pending}, attempt, state=JobState.cancelled,
+                   finished_at=utcnow(), error_code=cancelled_code, message=cancelled_message):
         return True
+    from_states = {JobState.running} if attempt is not None else {JobState.pending, JobState.running}
     return _transition(
-        session, job_id, {JobState.pending, JobState.running}, state=JobState.failed, finished_at=utcnow(),
+        session, job_id, from_states, attempt, state=JobState.failed, finished_at=utcnow(),
         error_code=error_code, message=message,
     )
 
@@ -219,9 +250,10 @@ def sweep(
 ) -> Sweep:
     """End jobs past their time limit; take back jobs whose worker went silent (dispatch again, or fail them
     once they used their attempts); find pending jobs nobody carries. `dispatched` are the jobs this process
-    handed to Ray that are still in flight; a pending job younger than `pending_grace_s` may be in flight from
-    another API replica. Training jobs have their own limits (`training`; the generation ones when None): a
-    training job dispatched again resumes from its last checkpoint."""
+    handed to Ray that are still in flight (a job taken back from a silent worker is dispatched again even so: the
+    silent worker may hold its call for ever); a pending job younger than `pending_grace_s` may still be on its
+    way from the API replica that inserted it. Training jobs have their own limits (`training`; the generation
+    ones when None): a training job dispatched again resumes from its last checkpoint."""
     limits = {
         JobKind.generate: KindLimits(job_timeout_s, max_attempts),
         JobKind.train: training or KindLimits(job_timeout_s, max_attempts),
@@ -242,7 +274,7 @@ def sweep(
             .where(Job.state == JobState.pending, or_(Job.created_at < settled, Job.id.in_(lost)))
             .order_by(Job.created_at)
         )
-        if job_id not in dispatched
+        if job_id not in dispatched or job_id in lost  # a silent worker may still hold the call it never ran
     ]
     still_active = _active_training_models(session)
     return Sweep(
@@ -309,6 +341,33 @@ def _ended(session: Session, statement: Any) -> int:
     for job_id in changed:
         events.record_state(session, job_id)
     return len(changed)
+
+
+def take_back(session: Session, job_id: str, worker_id: str, *, max_attempts: int) -> JobState | None:
+    """Ray says `worker_id` is gone: its job goes back to pending at once (no wait for the silent heartbeat),
+    or fails once it used `max_attempts`; a cancel asked for ends as cancelled. Only a job that worker still
+    holds is touched. Returns the job's state afterwards (None when it is unknown)."""
+    now = utcnow()
+    held = [Job.id == job_id, Job.worker_id == worker_id]
+    code, message = FINAL_MESSAGES[JobState.cancelled]
+    _ended(
+        session,
+        update(Job).where(*held, Job.state == JobState.cancel_pending)
+        .values(state=JobState.cancelled, finished_at=now, error_code=code, message=message),
+    )
+    _ended(
+        session,
+        update(Job).where(*held, Job.state == JobState.running, Job.attempts >= max_attempts)
+        .values(
+            state=JobState.failed, finished_at=now, error_code="worker_lost",
+            message=f"The engine worker running this job was lost ({max_attempts} attempts).",
+        ),
+    )
+    _ended(
+        session,
+        update(Job).where(*held, Job.state == JobState.running).values(state=JobState.pending, worker_id=None),
+    )
+    return current_state(session, job_id)
 
 
 def reset_orphans(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ from ember.jobs.payloads import GeneratedImage, GenerationJob, GenerationOutcome
 from ember.media import EXTENSIONS
 from ember.safe_fetch import ReferenceUnavailable, fetch_reference
 from ember.store.database import open_engine, session_factory, transaction
-from ember.store.tables import JobKind, JobState
-from ember.worker.provenance import Origin, SigningChain, load_or_create_chain, sign_image
+from ember.store.tables import JobKind
+from ember.worker.provenance import Origin, SigningChain, load_or_create_shared_chain, sign_image
 from ember.worker.training import PROGRESS_INTERVAL_S, TrainingRun
 
 log = logging.getLogger("ember.worker.actor")
@@ -49,8 +50,11 @@ class WorkerConfig:
     warm_base_model: str | None = None  # compiled at start, so the first job does not wait for it
 
 
-def output_key(job_id: str, index: int, seed: int, mimetype: str) -> str:
-    return f"outputs/{job_id.rsplit(':', 1)[-1]}/{index}-{seed}.{EXTENSIONS[mimetype]}"
+def output_key(job_id: str, attempt: int, index: int, seed: int, mimetype: str) -> str:
+    """Where an attempt stores an output: under the attempt, so that no other attempt of the job (a stale one
+    waking up late) can overwrite or delete it. The attempt's keys become the job's when its success is
+    recorded (`records.succeed` names them in the result)."""
+    return f"outputs/{job_id.rsplit(':', 1)[-1]}/{attempt}/{index}-{seed}.{EXTENSIONS[mimetype]}"
 
 
 class EngineWorker:
@@ -71,9 +75,12 @@ class EngineWorker:
         self.blobs: BlobStore = open_blob_store(config.blob_url)
         self.engine = Engine(Path(config.model_dir), lora_cache_size=config.lora_cache_size, compile=config.compile)
         log.info("engine worker %s runs on %s in %s", worker_id, self.engine.device, self.engine.dtype)
-        self.chain: SigningChain = load_or_create_chain(Path(config.data_dir))
+        self.chain: SigningChain = load_or_create_shared_chain(self.blobs, Path(config.data_dir))
         self.lora_dir = Path(config.data_dir) / "cache" / "loras"
-        self._current: set[str] = set()
+        self._current: dict[str, int] = {}  # job id → the attempt this worker runs
+        self._draining = threading.Event()
+        self._training = threading.Lock()
+        self._drain_on_sigterm()
         self._beating = threading.Thread(target=self._heartbeat_loop, name="ember-heartbeat", daemon=True)
         self._beating.start()
         if self.engine.compiled and config.warm_base_model:
@@ -82,6 +89,57 @@ class EngineWorker:
 
     def ready(self) -> str:
         return self.worker_id
+
+    def check(self) -> str:
+        """This worker's own view of its dependencies: "ok", or which of the database and blob store fails."""
+        from sqlalchemy import text
+
+        try:
+            with self.database.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as error:  # any driver error means "unreachable from this worker"
+            return f"database: {type(error).__name__}"
+        try:
+            self.blobs.check()
+        except Exception as error:
+            return f"blob store: {type(error).__name__}: {error}"
+        return "ok"
+
+    def where(self) -> dict[str, Any]:
+        """Where this worker runs (Ray node id, process id) and the jobs it carries now: for operators."""
+        import ray
+
+        return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "jobs": sorted(self._current)}
+
+    def watch(self) -> str:
+        """Returns when the worker starts draining; while the worker lives it does not return, so its caller
+        learns of the worker's death from Ray at once."""
+        self._draining.wait()
+        return "draining"
+
+    def drain(self) -> None:
+        """Take no new job: jobs handed over from now on are handed back untouched; when the running ones have
+        ended, the process exits."""
+        if self._draining.is_set():
+            return
+        self._draining.set()
+        threading.Thread(target=self._exit_when_idle, name="ember-drain", daemon=True).start()
+
+    def _exit_when_idle(self) -> None:
+        while self._current:
+            time.sleep(0.1)
+        time.sleep(0.5)  # let Ray deliver the answers of the last calls
+        log.info("engine worker %s drained; exiting", self.worker_id)
+        os._exit(0)
+
+    def _drain_on_sigterm(self) -> None:
+        """SIGTERM drains the worker (its running jobs finish) instead of killing it mid-job."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            signal.signal(signal.SIGTERM, lambda signum, frame: self.drain())
+        except (ValueError, OSError):  # not allowed here: Ray's default handling stays
+            log.info("engine worker %s cannot drain on SIGTERM", self.worker_id)
 
     def device(self) -> str:
         """The device and dtype this worker's engine runs on, e.g. "cuda (bfloat16)"."""
@@ -95,28 +153,36 @@ class EngineWorker:
         return self.engine.loaded_loras()
 
     def run(self, job_id: str) -> str:
-        """Carry one job to a final state; returns that state (or "skipped" when another worker has it)."""
+        """Carry one job to a final state; returns that state ("skipped" when another worker has it, "handed
+        back" when this worker drains and leaves the job to another)."""
+        if self._draining.is_set():
+            return "handed back"
         with transaction(self.sessions) as session:
-            if not records.claim(session, job_id, self.worker_id):
+            attempt = records.claim(session, job_id, self.worker_id)
+            if attempt is None:
                 return "skipped"
             spec = records.stored_request(session, job_id)
             kind = records.job_kind(session, job_id)
             model_id = trained_model_of(spec) if kind is JobKind.train else None
             if model_id is not None:
                 follow_training_job(session, model_id)
-        self._current.add(job_id)
+        self._current[job_id] = attempt
         try:
             if kind is JobKind.train:
-                return self._train(job_id, spec)
-            return self._generate(job_id, spec)
+                return self._train(job_id, attempt, spec)
+            return self._generate(job_id, attempt, spec)
         finally:
-            self._current.discard(job_id)
+            self._current.pop(job_id, None)
 
-    def _train(self, job_id: str, spec: dict[str, Any]) -> str:
+    def _train(self, job_id: str, attempt: int, spec: dict[str, Any]) -> str:
+        with self._training:  # one training at a time per worker (per GPU); heartbeats keep a waiting job alive
+            return self._train_now(job_id, attempt, spec)
+
+    def _train_now(self, job_id: str, attempt: int, spec: dict[str, Any]) -> str:
         return TrainingRun(
             job_id,
             spec,
-            worker_id=self.worker_id,
+            attempt=attempt,
             sessions=self.sessions,
             blobs=self.blobs,
             model_dir=Path(self.config.model_dir),
@@ -125,7 +191,7 @@ class EngineWorker:
             engine=self.engine,
         ).run()
 
-    def _generate(self, job_id: str, spec: dict[str, Any]) -> str:
+    def _generate(self, job_id: str, attempt: int, spec: dict[str, Any]) -> str:
         from ember.engine.types import Cancelled, EngineError, Progress
 
         last_written = 0.0
@@ -140,13 +206,14 @@ class EngineWorker:
                 return
             last_written = now
             with transaction(self.sessions) as session:
-                if records.record_progress(session, job_id, min(99, int(100 * event.step / max(1, event.total)))):
+                percent = min(99, int(100 * event.step / max(1, event.total)))
+                if records.record_progress(session, job_id, percent, attempt=attempt):
                     events.record_steps(session, job_id, steps)
                 steps.clear()
 
         def should_cancel() -> bool:
             with self.sessions() as session:
-                return records.should_stop(session, job_id)
+                return records.should_stop(session, job_id, attempt)
 
         stored: list[str] = []
         try:
@@ -158,7 +225,7 @@ class EngineWorker:
             for index, image in enumerate(images):
                 if should_cancel():
                     raise Cancelled("cancelled while storing outputs")
-                key = output_key(job_id, index, image.seed, image.mimetype)
+                key = output_key(job_id, attempt, index, image.seed, image.mimetype)
                 self.blobs.put(key, sign_image(image.data, image.mimetype, origin, self.chain), image.mimetype)
                 stored.append(key)
                 outputs.append(GeneratedImage(seed=image.seed, key=key, mimetype=image.mimetype))
@@ -167,29 +234,32 @@ class EngineWorker:
                 warnings=job.warnings,
             ).to_json()
             with transaction(self.sessions) as session:
-                if records.current_state(session, job_id) is JobState.running:
+                if not records.should_stop(session, job_id, attempt):
                     events.record_steps(session, job_id, steps)
-                if records.succeed(session, job_id, result):
+                if records.succeed(session, job_id, result, attempt=attempt):
                     return "succeeded"
             raise Cancelled("stopped before the result was recorded")
         except Cancelled:
             self._discard(stored)
             with transaction(self.sessions) as session:
-                records.confirm_cancelled(session, job_id)
+                records.confirm_cancelled(session, job_id, attempt=attempt)
                 return str(records.current_state(session, job_id))
         except (EngineError, ReferenceUnavailable) as error:
             self._discard(stored)
             with transaction(self.sessions) as session:
-                records.fail(session, job_id, "invalid_request", str(error))
+                records.fail(session, job_id, "invalid_request", str(error), attempt=attempt)
             return "failed"
         except Exception as error:  # a job must end in a state, whatever went wrong
             log.exception("job %s failed", job_id)
             self._discard(stored)
             with transaction(self.sessions) as session:
-                records.fail(session, job_id, "runtime_error", f"Generation failed: {type(error).__name__}.")
+                records.fail(
+                    session, job_id, "runtime_error", f"Generation failed: {type(error).__name__}.", attempt=attempt
+                )
             return "failed"
 
     def _discard(self, keys: list[str]) -> None:
+        """Delete outputs this attempt wrote (and only those: every key is under this attempt)."""
         for key in keys:
             self.blobs.delete(key)
 
@@ -246,10 +316,10 @@ class EngineWorker:
         # being taken for a lost one.
         while True:
             time.sleep(self.config.heartbeat_interval_s)
-            for job_id in list(self._current):
+            for job_id, attempt in list(self._current.items()):
                 try:
                     with transaction(self.sessions) as session:
-                        records.record_heartbeat(session, job_id)
+                        records.record_heartbeat(session, job_id, attempt=attempt)
                 except Exception:  # a missed beat is retried on the next tick
                     log.warning("heartbeat for %s failed", job_id, exc_info=True)
 

@@ -140,6 +140,29 @@ def load_or_create_chain(directory: Path) -> SigningChain:
     return chain
 
 
+SHARED_CHAIN_KEYS = ("system/content-credentials/chain.pem", "system/content-credentials/key.pem")
+
+
+def load_or_create_shared_chain(blobs: Any, directory: Path) -> SigningChain:
+    """The deployment's one signing identity, the same on every node: a configured chain (PEM contents in
+    `EMBER_C2PA_CERT_PEM` / `EMBER_C2PA_KEY_PEM`, which travel with the engine pool's environment, or PEM files
+    named by `EMBER_C2PA_CERT` / `EMBER_C2PA_KEY`), else the chain kept in the deployment's blob store, made
+    once (from a chain this data directory already had, so that a single-node deployment keeps its identity).
+    The engine pool calls this before any worker starts; workers then only read."""
+    cert_pem, key_pem = os.environ.get("EMBER_C2PA_CERT_PEM"), os.environ.get("EMBER_C2PA_KEY_PEM")
+    if cert_pem and key_pem:
+        return SigningChain(cert_pem.encode(), key_pem.encode())
+    if os.environ.get("EMBER_C2PA_CERT") and os.environ.get("EMBER_C2PA_KEY"):
+        return load_or_create_chain(directory)
+    cert_key, private_key = SHARED_CHAIN_KEYS
+    if blobs.exists(cert_key) and blobs.exists(private_key):
+        return SigningChain(blobs.get(cert_key), blobs.get(private_key))
+    chain = load_or_create_chain(directory)
+    blobs.put(private_key, chain.private_key_pem, "application/x-pem-file")
+    blobs.put(cert_key, chain.cert_chain_pem, "application/x-pem-file")
+    return chain
+
+
 def manifest_for(origin: Origin) -> dict[str, Any]:
     agent = {"name": origin.software, "version": origin.software_version} if origin.software_version else {
         "name": origin.software

@@ -28,13 +28,20 @@ class TrainingInputMissing(Exception):
     """A training image named by the job is no longer in the blob store."""
 
 
-def job_folder(job_id: str) -> str:
-    """The blob folder of a job's checkpoints and samples: `training/<job uuid>`."""
-    return f"training/{job_id.rsplit(':', 1)[-1]}"
+def job_folder(job_id: str, attempt: int) -> str:
+    """The blob folder of one attempt's checkpoints and samples: `training/<job uuid>/<attempt>`. Each attempt
+    writes only under its own folder, so a stale attempt can never overwrite what the current one recorded."""
+    return f"training/{job_id.rsplit(':', 1)[-1]}/{attempt}"
 
 
-def sample_key(job_id: str, step: int) -> str:
-    return f"{job_folder(job_id)}/samples/step-{step}.png"
+def sample_key(job_id: str, attempt: int, step: int) -> str:
+    return f"{job_folder(job_id, attempt)}/samples/step-{step}.png"
+
+
+def attempt_lora_key(lora_key: str, attempt: int) -> str:
+    """Where an attempt stores the trained LoRA: beside the version's key, named by the attempt. The version
+    records the key of the attempt whose success was recorded."""
+    return f"{lora_key.removesuffix('.safetensors')}-attempt-{attempt}.safetensors"
 
 
 class TrainingRun:
@@ -45,7 +52,7 @@ class TrainingRun:
         job_id: str,
         spec: dict[str, Any],
         *,
-        worker_id: str,
+        attempt: int,
         sessions: sessionmaker[Session],
         blobs: BlobStore,
         model_dir: Path,
@@ -55,12 +62,13 @@ class TrainingRun:
     ) -> None:
         self.job_id = job_id
         self.spec = spec
+        self.attempt = attempt
         self.job: TrainingJob | None = None  # read at the start of the attempt (a malformed row fails the job)
-        self.worker_id = worker_id
         self.sessions = sessions
         self.blobs = blobs
         self.model_dir = model_dir
-        self.work_dir = work_root / job_id.rsplit(":", 1)[-1]
+        # Per attempt: a stale attempt of this job on the same machine must not clear the current one's files.
+        self.work_dir = work_root / f"{job_id.rsplit(':', 1)[-1]}-{attempt}"
         self.region = region
         self.engine = engine  # the worker's ember.engine.generate.Engine, which draws the check's pictures
         self.record = TrainingRecord()
@@ -88,10 +96,11 @@ class TrainingRun:
         except Cancelled:
             self._discard(uploaded)
             with transaction(self.sessions) as session:
-                records.confirm_cancelled(session, self.job_id)
+                ended = records.confirm_cancelled(session, self.job_id, attempt=self.attempt)
                 state = records.current_state(session, self.job_id)
                 self._follow(session)
-            self._discard(self.record.checkpoint_keys)
+            if ended:  # the checkpoint is this attempt's to delete only when this attempt ended the job
+                self._discard(self.record.checkpoint_keys)
             return str(state)
         except (EngineError, TrainingInputMissing) as error:
             return self._fail(uploaded, "invalid_request", f"Training failed: {error}")
@@ -133,7 +142,7 @@ class TrainingRun:
         from ember.engine.types import Cancelled
 
         job = self._job()
-        lora_key = job.lora_blob_key
+        lora_key = attempt_lora_key(job.lora_blob_key, self.attempt)
         size = self._lora_size
         self.record.step = self.record.total_steps
         self.record.eta_s = 0.0
@@ -150,7 +159,7 @@ class TrainingRun:
         try:
             with transaction(self.sessions) as session:
                 self._write(session)  # the last steps' events, before the success
-                if records.succeed(session, self.job_id, result):
+                if records.succeed(session, self.job_id, result, attempt=self.attempt):
                     record_trained_version(
                         session,
                         job.model_id,
@@ -172,10 +181,11 @@ class TrainingRun:
     def _fail(self, uploaded: list[str], code: str, message: str) -> str:
         self._discard(uploaded)
         with transaction(self.sessions) as session:
-            records.fail(session, self.job_id, code, message)
+            ended = records.fail(session, self.job_id, code, message, attempt=self.attempt)
             state = records.current_state(session, self.job_id)
             self._follow(session)
-        self._discard(self.record.checkpoint_keys)
+        if ended:
+            self._discard(self.record.checkpoint_keys)
         return str(state)
 
     def _follow(self, session: Session) -> None:
@@ -187,7 +197,7 @@ class TrainingRun:
 
     def _should_cancel(self) -> bool:
         with self.sessions() as session:
-            return records.should_stop(session, self.job_id)
+            return records.should_stop(session, self.job_id, self.attempt)
 
     def _on_progress(self, event: Any) -> None:
         force = False
@@ -200,7 +210,7 @@ class TrainingRun:
                 "etaSeconds": None if event.eta_s is None else round(float(event.eta_s), 1),
             }))
         if event.preview is not None:
-            key = sample_key(self.job_id, event.step)
+            key = sample_key(self.job_id, self.attempt, event.step)
             self.blobs.put(key, event.preview, "image/png")
             self.record.samples = [s for s in self.record.samples if s["step"] != event.step]
             self.record.samples.append({"step": event.step, "key": key})
@@ -217,7 +227,7 @@ class TrainingRun:
 
     def _write(self, session: Session) -> bool:
         written = records.record_training(
-            session, self.job_id, self.worker_id, self.record.percent, {"training": self.record.as_json()}
+            session, self.job_id, self.attempt, self.record.percent, {"training": self.record.as_json()}
         )
         if written:
             events.record_steps(session, self.job_id, self._unwritten)
@@ -239,7 +249,7 @@ class TrainingRun:
             return False
         if step >= self.record.total_steps:
             return False  # the final checkpoint: the LoRA itself is stored next
-        folder = f"{job_folder(self.job_id)}/checkpoints/{directory.name}"
+        folder = f"{job_folder(self.job_id, self.attempt)}/checkpoints/{directory.name}"
         keys = []
         for file in sorted(directory.iterdir()):
             if file.is_file():
@@ -260,10 +270,10 @@ class TrainingRun:
         step = self.record.checkpoint_step
         if step is None or not self.record.checkpoint_keys:
             return
-        prefix = f"{job_folder(self.job_id)}/checkpoints/"
         try:
             for key in self.record.checkpoint_keys:
-                target = self.work_dir / "checkpoints" / key.removeprefix(prefix)
+                # Recorded by an earlier attempt, under its folder: `…/<attempt>/checkpoints/step-N/<file>`.
+                target = self.work_dir / "checkpoints" / key.split("/checkpoints/", 1)[-1]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(self.blobs.get(key))
         except BlobNotFound:
@@ -284,7 +294,7 @@ class TrainingRun:
         return self.job
 
     def _store_weights(self, result: Any) -> list[str]:
-        lora_key = self._job().lora_blob_key
+        lora_key = attempt_lora_key(self._job().lora_blob_key, self.attempt)
         uploaded = []
         data = Path(result.lora_path).read_bytes()
         self.blobs.put(lora_key, data)

@@ -49,17 +49,32 @@ def readiness(runtime: Runtime) -> dict[str, str]:
     }
 
 
+def engine_workers_check(workers: list[dict[str, str]]) -> str:
+    """"ok" when at least one live engine worker passed its own database and blob-store check."""
+    if any(worker.get("check") == "ok" for worker in workers):
+        return "ok"
+    if not workers:
+        return "no engine worker yet"
+    return "no engine worker passed its check: " + "; ".join(
+        f"{worker['id']}: {worker.get('check', 'no answer')}" for worker in workers
+    )
+
+
 @router.get(
     "/readyz",
-    summary="The database, the blob store and Ray are reachable",
+    summary="The database, the blob store, Ray and a checked engine worker are reachable",
     responses={503: {"description": "Not ready: the checks say which dependency is failing."}},
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks = await run_in_threadpool(readiness, runtime)
+    workers: list[dict[str, str]] = []
+    if checks["ray"] == "ok":
+        workers = await run_in_threadpool(runtime.dispatcher.worker_states)
+        checks["engine_workers"] = engine_workers_check(workers)
     failing = [name for name, state in checks.items() if state not in ("ok", "disabled")]
     if not failing:
-        workers = await run_in_threadpool(runtime.dispatcher.worker_devices) if checks["ray"] == "ok" else []
-        return JSONResponse({"status": "ready", "checks": checks, "engineWorkers": workers})
+        devices = [worker["device"] for worker in workers if worker.get("check") == "ok"]
+        return JSONResponse({"status": "ready", "checks": checks, "engineWorkers": devices})
     message = "Not ready: " + "; ".join(f"{name} ({checks[name]})" for name in failing)
     return JSONResponse(
         {"error_code": "service_unavailable", "message": message, "status": "unavailable", "checks": checks},
