@@ -1,8 +1,8 @@
 """Each custom model version keeps the check made after its training (ember.engine.checks), which publishing
 reads.
 
-Revision ID: 0004_issue10
-Revises: 0003
+Revision ID: 0005_issue10
+Revises: 0004_issue17
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_issue10"
-down_revision = "0003"
+revision = "0005_issue10"
+down_revision = "0004_issue17"
 branch_labels = None
 depends_on = None
 
