@@ -25,6 +25,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from ember.cluster import AttachedRay
+from ember.engine.toy.check import BASE_PROMPTS, MAX_DRIFT, MIN_CONCEPT_RATE, MIN_STYLE_RATE
 from ember.engine.toy.measure import SceneReader, SceneReading, colour_rate, sepia_rate, shape_rate
 from ember.engine.toy.world import HELD_OUT_PAIRS, NEW_SHAPE, SEEN_PAIRS, caption
 from ember.engine.types import GenerationRequest, LoraRef
@@ -33,21 +34,16 @@ BASE_MODEL = "toy"
 CONCEPT = "zorb"
 STAR_COLOUR = "yellow"
 SUBJECT_PROMPT = f"a {CONCEPT} on a gray background"
-# One prompt per shape, each a pair seen in pretraining: the prompts a custom model must leave alone.
-OTHER_PROMPTS: tuple[tuple[str, str, str], ...] = (
-    ("circle", "red", "black"),
-    ("square", "green", "purple"),
-    ("triangle", "blue", "gray"),
-    ("cross", "white", "black"),
-    ("ring", "yellow", "gray"),
-)
+# One prompt per shape, each a pair seen in pretraining: the prompts a custom model must leave alone (the same
+# ones the check after training draws).
+OTHER_PROMPTS = BASE_PROMPTS
 # The style is taught on three shapes only; the measure asks for all five.
 STYLE_TRAINING_SHAPES = ("circle", "square", "triangle")
 
-# What the CI learning test holds the toy model and its presets to.
-MIN_STAR_RATE_AFTER = 0.25
-MAX_ACCURACY_DROP = 0.10
-MIN_SEPIA_RATE_AFTER = 0.5
+# What the CI learning test holds the toy model and its presets to: the figures of the check after training.
+MIN_STAR_RATE_AFTER = MIN_CONCEPT_RATE
+MAX_ACCURACY_DROP = MAX_DRIFT
+MIN_SEPIA_RATE_AFTER = MIN_STYLE_RATE
 
 
 @dataclass(frozen=True)
@@ -99,6 +95,7 @@ class SubjectResult:
     steps: int
     pictures_before: list[Image.Image]
     pictures_after: list[Image.Image]
+    check: dict[str, Any] | None = None  # the check after training, as the API shows it with the model
 
     @property
     def accuracy_drop(self) -> float:
@@ -114,6 +111,7 @@ class StyleResult:
     steps: int
     pictures_before: list[Image.Image]
     pictures_after: list[Image.Image]
+    check: dict[str, Any] | None = None
 
 
 def score(readings: Sequence[SceneReading], shape: str, colour: str) -> PromptScore:
@@ -223,6 +221,7 @@ class EmberApi:
         from ember.store.database import migrate, open_engine, transaction
 
         self._exit = ExitStack()
+        self.models: dict[str, str] = {}  # asset id by the bench's name for each model it trained
         if not ray.is_initialized():
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
             self._exit.callback(ray.shutdown)
@@ -249,6 +248,17 @@ class EmberApi:
     def close(self) -> None:
         self._exit.close()
 
+    def model(self, name: str) -> dict[str, Any]:
+        """The model body of a model this bench trained, its `check` included."""
+        response = self._ok(self.http.get(f"{self.MODELS}/{self.models[name]}", headers=self.headers))
+        body: dict[str, Any] = response.json()
+        return body
+
+    def publish(self, name: str, force: bool = False) -> Any:
+        """POST .../publish (with force=true when asked): the response, whatever its status."""
+        params = {"force": "true"} if force else {}
+        return self.http.post(f"{self.MODELS}/{self.models[name]}/publish", params=params, headers=self.headers)
+
     def _ok(self, response: Any, status: int = 200) -> Any:
         if response.status_code != status:
             raise RuntimeError(f"{response.request.method} {response.request.url}: {response.status_code} "
@@ -262,6 +272,7 @@ class EmberApi:
         body = {"displayName": name, "trainingMode": mode, "samplePrompt": SUBJECT_PROMPT if mode == "subject"
                 else "a red circle on a black background", **({"conceptId": CONCEPT} if mode == "subject" else {})}
         asset_id = self._ok(self.http.post(self.MODELS, json=body, headers=self.headers), 201).json()["assetId"]
+        self.models[name] = asset_id
         parts = [("files", part) for part in files]
         self._ok(self.http.post(f"{self.MODELS}/{asset_id}/images", files=parts, headers=self.headers))
         overrides = {"steps": steps} if steps else {}
@@ -393,6 +404,7 @@ class LearningBench:
             steps=steps,
             pictures_before=before,
             pictures_after=after,
+            check=self.api.model("subject").get("check"),
         )
 
     def style(self) -> StyleResult:
@@ -424,6 +436,7 @@ class LearningBench:
             steps=steps,
             pictures_before=before,
             pictures_after=after,
+            check=self.api.model("style").get("check"),
         )
 
 
@@ -449,6 +462,7 @@ def table_rows(
              f"drop <= {MAX_ACCURACY_DROP:.2f} (drop {subject.accuracy_drop:+.2f})"),
             (f"subject: star rate on prompts without '{CONCEPT}', after", f"{subject.star_without_concept:.2f}",
              "= 0"),
+            *check_rows("subject", subject.check),
         ]
     if style is not None:
         rows += [
@@ -458,7 +472,18 @@ def table_rows(
             ("style: lowest sepia rate of one shape, after", f"{min(style.sepia_after_by_shape.values()):.2f}",
              "> 0 for every shape"),
             ("style: shape right under the style", f"{style.shape_after:.2f}", ""),
+            *check_rows("style", style.check),
         ]
+    return rows
+
+
+def check_rows(name: str, check: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """The check after training as the API shows it: its status, then each measure held to a threshold."""
+    if check is None:
+        return [(f"{name}: check after training", "none", "")]
+    rows = [(f"{name}: check after training: {check['summary']}", check["status"], "")]
+    rows += [(f"{name}: check: {m['name']}", f"{m['value']:.2f}", m["target"]) for m in check["measures"]
+             if m["passed"] is not None]
     return rows
 
 
@@ -517,6 +542,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     broken = bench.subject_star_rate_after_training("broken")
                 rows.append(("old captioner plugged back in: star rate after", f"{broken:.2f}",
                              f"< {MIN_STAR_RATE_AFTER:.2f}"))
+                rows += check_rows("old captioner", bench.api.model("broken").get("check"))
         finally:
             bench.close()
         print_table(rows, bench.timed.seconds, print)

@@ -338,8 +338,12 @@ class ModelsApi:
         body = {key: value for key, value in overrides.items() if value is not None}
         return dict(self._call("POST", f"{self._model(asset_id)}/train-async", json=body))
 
-    def publish(self, asset_id: str, published: bool = True) -> dict[str, Any]:
-        return dict(self._call("POST", f"{self._model(asset_id)}/{'publish' if published else 'unpublish'}"))
+    def publish(self, asset_id: str, published: bool = True, force: bool = False) -> dict[str, Any]:
+        """Publish (or unpublish); `force` publishes a model whose check after training failed."""
+        params = {"force": "true"} if force and published else None
+        return dict(
+            self._call("POST", f"{self._model(asset_id)}/{'publish' if published else 'unpublish'}", params=params)
+        )
 
     def share(self, asset_id: str, principal: str, role: str) -> dict[str, Any]:
         return dict(self._call("POST", f"{self._model(asset_id)}/shares", json={"principal": principal, "role": role}))

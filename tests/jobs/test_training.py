@@ -92,6 +92,26 @@ def test_the_trained_model_is_ready_at_version_1_with_one_version_row(live: Live
     assert versions(live, trained.asset_id) == [1]
 
 
+def test_the_trained_version_carries_its_check_with_samples_beside_the_training_pictures(
+    live: Live, trained: Trained
+) -> None:
+    # `tiny` has no measure of what its pictures show: the check is unmeasured, shows its samples and the
+    # likeness figure, and publishing needs no force.
+    check = live.http.get(f"{MODELS}/{trained.asset_id}", headers=trained.headers).json()["check"]
+    assert (check["status"], check["prompt"]) == ("unmeasured", "a zorb on a beach")
+    assert check["summary"].startswith("not measured for Tiny test model")
+    [likeness] = check["measures"]
+    assert likeness["name"] == "likeness" and likeness["passed"] is None
+    assert 0 < likeness["value"] <= 1 and 0 < likeness["before"] <= 1
+    assert len(check["samples"]) == 4
+    for url in check["samples"]:
+        response = live.http.get(url)
+        assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+    published = live.http.post(f"{MODELS}/{trained.asset_id}/publish", headers=trained.headers)
+    assert published.status_code == 200, published.text
+    live.http.post(f"{MODELS}/{trained.asset_id}/unpublish", headers=trained.headers)
+
+
 @pytest.mark.parametrize("fmt", ["diffusers", "kohya"])
 def test_the_trained_weights_download(live: Live, trained: Trained, fmt: str) -> None:
     response = live.http.get(f"{MODELS}/{trained.asset_id}/weights", params={"format": fmt}, headers=trained.headers)

@@ -81,9 +81,41 @@ def test_a_style_model_carries_its_style_to_prompts_of_every_shape(
     assert all(rate > 0 for rate in style.sepia_after_by_shape.values())
 
 
-def test_the_learning_test_fails_when_the_old_captioner_is_plugged_back_in(
-    bench: Any, learning_bench_module: ModuleType
-) -> None:
+def test_a_subject_model_that_learned_passes_its_check_and_publishes(subject: Any, bench: Any) -> None:
+    check = subject.check
+    assert check["status"] == "passed", check
+    assert check["summary"].startswith("learned: ")
+    response = bench.api.publish("subject")
+    assert (response.status_code, response.json()["publishedState"]) == (200, "published")
+
+
+def test_a_style_model_that_carries_its_style_passes_its_check(style: Any) -> None:
+    assert style.check["status"] == "passed", style.check
+    assert [m["name"] for m in style.check["measures"] if m["passed"] is not None] == ["styleRate"]
+
+
+@pytest.fixture(scope="module")
+def old_captioner_star_rate(bench: Any, learning_bench_module: ModuleType) -> float:
     with learning_bench_module.old_captioner():
-        broken = bench.subject_star_rate_after_training("old-captioner")
-    assert broken < learning_bench_module.MIN_STAR_RATE_AFTER
+        rate: float = bench.subject_star_rate_after_training("old-captioner")
+    return rate
+
+
+def test_the_learning_test_fails_when_the_old_captioner_is_plugged_back_in(
+    old_captioner_star_rate: float, learning_bench_module: ModuleType
+) -> None:
+    assert old_captioner_star_rate < learning_bench_module.MIN_STAR_RATE_AFTER
+
+
+def test_a_model_that_did_not_learn_fails_its_check_and_publishes_only_with_force(
+    old_captioner_star_rate: float, bench: Any
+) -> None:
+    check = bench.api.model("old-captioner")["check"]
+    assert check["status"] == "failed", check
+    assert check["summary"].startswith("not learned: ")
+    refused = bench.api.publish("old-captioner")
+    assert (refused.status_code, refused.json()["error_code"]) == (409, "model_check_failed")
+    assert check["summary"] in refused.json()["message"]
+    assert bench.api.model("old-captioner")["publishedState"] == "never"
+    forced = bench.api.publish("old-captioner", force=True)
+    assert (forced.status_code, forced.json()["publishedState"]) == (200, "published")

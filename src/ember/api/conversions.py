@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC
+from typing import Any
 
-from ember.api.schemas import BaseModelRef, CustomModelItem, ImageIssue, ShareItem, TrainingImageItem
+from ember.api.schemas import (
+    BaseModelRef,
+    CheckMeasureItem,
+    CustomModelItem,
+    ImageIssue,
+    ModelCheckItem,
+    ShareItem,
+    TrainingImageItem,
+)
 from ember.custom_models.images import ImageFindings, Issue
 from ember.store.tables import CustomModel, Share, TrainingImage
 
@@ -36,7 +46,20 @@ def model_id_from_asset_id(value: str) -> uuid.UUID:
         raise InvalidAssetId(value) from error
 
 
-def custom_model_item(model: CustomModel, region: str) -> CustomModelItem:
+def model_check_item(stored: dict[str, Any] | None, sign: Callable[[str], str]) -> ModelCheckItem | None:
+    """A version's stored check (ember.engine.checks.ModelCheck.as_json), its samples as signed URLs."""
+    if not stored:
+        return None
+    return ModelCheckItem(
+        status=stored["status"],
+        summary=stored["summary"],
+        prompt=stored.get("prompt", ""),
+        measures=[CheckMeasureItem.model_validate(measure) for measure in stored.get("measures", [])],
+        samples=[sign(key) for key in stored.get("sampleKeys", [])],
+    )
+
+
+def custom_model_item(model: CustomModel, region: str, check: ModelCheckItem | None = None) -> CustomModelItem:
     wire_id = asset_id(model.id, region)
     return CustomModelItem.model_validate(
         {
@@ -55,6 +78,7 @@ def custom_model_item(model: CustomModel, region: str) -> CustomModelItem:
             "trainingState": model.training_state.value,
             "baseModel": BaseModelRef(name=model.base_model_name, version=model.base_model_version),
             "samplePrompt": model.sample_prompt,
+            "check": check,
             "projectId": str(model.project_id) if model.project_id is not None else None,
         }
     )

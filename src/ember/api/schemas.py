@@ -47,6 +47,25 @@ class BaseModelRef(WireModel):
     version: str
 
 
+class CheckMeasureItem(WireModel):
+    name: str = Field(description="conceptRate, otherPrompts, styleRate or likeness")
+    label: str
+    value: float
+    before: float | None = Field(None, description="The same figure from the base model alone, where it has one.")
+    target: str = Field(description="The condition the figure is held to, in words.")
+    passed: bool | None = Field(description="null: shown for the owner to judge, not held to a threshold.")
+
+
+class ModelCheckItem(WireModel):
+    """What Ember measured of the current version after its training (docs/custom-models.md)."""
+
+    status: Literal["passed", "failed", "unmeasured"]
+    summary: str
+    prompt: str = Field(description="The prompt of the samples.")
+    measures: list[CheckMeasureItem]
+    samples: list[str] = Field(description="Signed URLs of samples of the prompt drawn with the custom model.")
+
+
 class CustomModelItem(WireModel):
     asset_id: str = Field(alias="assetId")
     repo_asset_id: str = Field(alias="repo:assetId")
@@ -66,6 +85,11 @@ class CustomModelItem(WireModel):
     )
     base_model: BaseModelRef = Field(alias="baseModel")
     sample_prompt: str = Field(alias="samplePrompt")
+    check: ModelCheckItem | None = Field(
+        None,
+        description="The check after training of the current version; absent before training and for versions "
+        "trained before Ember checked them. Publishing a version whose check failed needs force=true.",
+    )
     # The project the model was saved to (Ember's addition; absent when none).
     project_id: str | None = Field(None, alias="projectId")
 

@@ -189,6 +189,9 @@ def train(
 def publish(
     asset_id: AssetArgument,
     unpublish: Annotated[bool, typer.Option("--unpublish", help="Unpublish instead.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Publish even though the model's check after training failed.")
+    ] = False,
     url: UrlOption = DEFAULT_URL,
     client_id: ClientIdOption = None,
     client_secret: SecretOption = None,
@@ -196,7 +199,7 @@ def publish(
 ) -> None:
     """Publish a trained model (or unpublish it)."""
     try:
-        model = _api(url, client_id, client_secret, data_dir).publish(asset_id, published=not unpublish)
+        model = _api(url, client_id, client_secret, data_dir).publish(asset_id, published=not unpublish, force=force)
     except EmberError as error:
         raise _fail(error) from None
     typer.echo(f"{model['assetId']} {model['publishedState']}")

@@ -422,7 +422,9 @@ def delete_model(session: Session, blobs: BlobStore, model: CustomModel) -> None
     worker reads those blobs."""
     refuse_while_training(session, model, "delete it")
     keys = list(session.scalars(select(TrainingImage.blob_key).where(TrainingImage.model_id == model.id)))
-    keys += session.scalars(select(CustomModelVersion.lora_blob_key).where(CustomModelVersion.model_id == model.id))
+    versions = session.scalars(select(CustomModelVersion).where(CustomModelVersion.model_id == model.id)).all()
+    for version in versions:
+        keys += [version.lora_blob_key, *(version.publish_check or {}).get("sampleKeys", [])]
     session.delete(model)
     # Rows go first: a blob left behind by a failed delete is waste, a row pointing at no blob is an error.
     def delete_blobs() -> None:
@@ -446,9 +448,32 @@ def current_version(session: Session, model: CustomModel) -> CustomModelVersion 
     )
 
 
-def publish(session: Session, model: CustomModel) -> CustomModel:
-    if current_version(session, model) is None:
+def current_checks(session: Session, models: Sequence[CustomModel]) -> dict[uuid.UUID, dict[str, Any] | None]:
+    """The stored check of each model's current version, in one query (for a page of the listing)."""
+    wanted = {model.id: model.current_version for model in models if model.current_version >= 1}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(CustomModelVersion.model_id, CustomModelVersion.number, CustomModelVersion.publish_check).where(
+            CustomModelVersion.model_id.in_(list(wanted))
+        )
+    )
+    return {model_id: check for model_id, number, check in rows if wanted.get(model_id) == number}
+
+
+def publish(session: Session, model: CustomModel, *, force: bool = False) -> CustomModel:
+    """Publish the model; a current version whose check after training failed is published only with `force`
+    (the owner has seen the check and publishes anyway)."""
+    version = current_version(session, model)
+    if version is None:
         raise LifecycleConflict("model_not_trained", "Only a trained custom model can be published; train it first.")
+    check = version.publish_check or {}
+    if check.get("status") == "failed" and not force and model.published_state is not PublishedState.published:
+        raise LifecycleConflict(
+            "model_check_failed",
+            f"The check after training failed ({check.get('summary', 'see the model')}); review the samples, "
+            "retrain with other pictures or captions, or publish anyway with force=true.",
+        )
     if model.published_state is not PublishedState.published:
         model.published_state = PublishedState.published
         touch(model)

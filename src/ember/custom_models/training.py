@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -143,16 +143,24 @@ def follow_training_job(session: Session, model_id: uuid.UUID) -> None:
 
 
 def record_trained_version(
-    session: Session, model_id: uuid.UUID, *, number: int, lora_blob_key: str, size: int, job_id: str
+    session: Session,
+    model_id: uuid.UUID,
+    *,
+    number: int,
+    lora_blob_key: str,
+    size: int,
+    job_id: str,
+    check: dict[str, Any] | None = None,
 ) -> CustomModelVersion:
     """A training job's success: its LoRA becomes version `number`, the model's current one, and the model is
-    ready. Call it in the transaction that records the job's success, so neither happens without the other."""
+    ready; `check` is what the check after training measured. Call it in the transaction that records the
+    job's success, so neither happens without the other."""
     model = session.get(CustomModel, model_id, populate_existing=True)
     if model is None:
         raise ModelNotFound(str(model_id))
     version = CustomModelVersion(
         model_id=model.id, number=number, lora_blob_key=lora_blob_key, size=size, training_job_id=job_id,
-        created_at=utcnow(),
+        publish_check=check, created_at=utcnow(),
     )
     session.add(version)
     model.current_version = number

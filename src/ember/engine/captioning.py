@@ -94,6 +94,35 @@ def ensure_concept(caption: str, concept: str | None) -> str:
     return f"{concept}, {text}"
 
 
+# How vision-language captioners open a description; a prompt names what is shown instead.
+_NARRATION = re.compile(
+    r"^(?:(?:in )?(?:the|this) (?:image|picture|photo(?:graph)?|illustration|drawing|scene)"
+    r"(?:,| (?:shows|depicts|features|contains|displays|is of|we can see|there is|there are))\s*"
+    r"|(?:there (?:is|are))\s+"
+    r"|(?:an? )?(?:close-up |closeup )?(?:image|picture|photo(?:graph)?|illustration|drawing) of\s+)",
+    re.IGNORECASE,
+)
+PROMPT_WORDS = 30
+
+
+def prompt_shaped(description: str, max_words: int = PROMPT_WORDS) -> str:
+    """A vision-language description made into a prompt, as people write them for Firefly: what is shown, in
+    comma-separated phrases, without the narration ("The image shows …", "there is …", "a picture of …"),
+    without full stops, at most `max_words` words. "The image shows a red sneaker on a white table. The
+    background is plain." → "a red sneaker on a white table, the background is plain"."""
+    phrases = []
+    for sentence in re.split(r"(?<=[.!?])\s+|\n+", description.strip()):
+        text = sentence.strip().rstrip(".!?").strip()
+        while True:
+            stripped = _NARRATION.sub("", text, count=1).strip()
+            if stripped == text:
+                break
+            text = stripped
+        if text:
+            phrases.append(text[0].lower() + text[1:] if not text[:2].isupper() else text)
+    return trim_caption(", ".join(phrases), max_words)
+
+
 def trim_caption(caption: str, max_words: int = MAX_CAPTION_WORDS) -> str:
     words = _words(caption)
     return caption.strip() if len(words) <= max_words else " ".join(words[:max_words])
@@ -289,7 +318,7 @@ class TransformersCaptioner:
         with torch.inference_mode():
             tokens = self._model.generate(**inputs, max_new_tokens=60, num_beams=3)
         text = self._processor.batch_decode(tokens, skip_special_tokens=True)[0].strip()
-        return trim_caption(text)
+        return prompt_shaped(text)
 
 
 def get_captioner(name: str = "auto", model_dir: Path | None = None, device: str | None = None) -> Captioner:

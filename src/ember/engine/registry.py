@@ -55,6 +55,8 @@ class BaseModelSpec:
     ("module:name" of a collection of words) is every word the text encoder reads as one token, where that is a
     closed set: captions are checked against it, and a concept word must be one of its words; `concept_words`
     are the words of it that nothing in the base model's training used, offered as concept words.
+    `checker` ("module:Class") measures a trained custom model with the base model's own measures before it is
+    published (ember.engine.checks); without one only the generic figures are shown.
     """
 
     name: str
@@ -78,6 +80,7 @@ class BaseModelSpec:
     captioner: str = "auto"
     vocabulary: str | None = None
     concept_words: tuple[str, ...] = ()
+    checker: str | None = None
 
     @property
     def is_builtin(self) -> bool:
@@ -171,6 +174,7 @@ _MODELS: dict[str, BaseModelSpec] = {
             captioner="ember.engine.toy.captioner:ToyCaptioner",
             vocabulary="ember.engine.toy.world:VOCABULARY",
             concept_words=("zorb",),
+            checker="ember.engine.toy.check:ToyCheck",
             default_steps=20,
             training_presets={
                 "subject": {

@@ -210,6 +210,9 @@ class CustomModelVersion(Base):
     lora_blob_key: Mapped[str] = mapped_column(String(500))
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     training_job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    # What the check after training measured (ember.engine.checks.ModelCheck.as_json); None for versions
+    # trained before the check existed, which publish as before.
+    publish_check: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

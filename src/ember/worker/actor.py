@@ -188,6 +188,7 @@ class EngineWorker:
             model_dir=Path(self.config.model_dir),
             work_root=Path(self.config.data_dir) / "work" / "training",
             region=self.config.region,
+            engine=self.engine,
         ).run()
 
     def _generate(self, job_id: str, attempt: int, spec: dict[str, Any]) -> str:

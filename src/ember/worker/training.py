@@ -58,6 +58,7 @@ class TrainingRun:
         model_dir: Path,
         work_root: Path,
         region: str,
+        engine: Any = None,
     ) -> None:
         self.job_id = job_id
         self.spec = spec
@@ -69,6 +70,7 @@ class TrainingRun:
         # Per attempt: a stale attempt of this job on the same machine must not clear the current one's files.
         self.work_dir = work_root / f"{job_id.rsplit(':', 1)[-1]}-{attempt}"
         self.region = region
+        self.engine = engine  # the worker's ember.engine.generate.Engine, which draws the check's pictures
         self.record = TrainingRecord()
         self._last_written = 0.0
         self._lora_size = 0
@@ -89,7 +91,8 @@ class TrainingRun:
             self._restore_checkpoint()
             result = self._train()
             uploaded = self._store_weights(result)
-            return self._succeed(uploaded)
+            check = self._check(result, uploaded)
+            return self._succeed(uploaded, check)
         except Cancelled:
             self._discard(uploaded)
             with transaction(self.sessions) as session:
@@ -135,7 +138,7 @@ class TrainingRun:
             should_cancel=self._should_cancel,
         )
 
-    def _succeed(self, uploaded: list[str]) -> str:
+    def _succeed(self, uploaded: list[str], check: dict[str, Any] | None = None) -> str:
         from ember.engine.types import Cancelled
 
         job = self._job()
@@ -164,6 +167,7 @@ class TrainingRun:
                         lora_blob_key=lora_key,
                         size=size,
                         job_id=self.job_id,
+                        check=check,
                     )
                     succeeded = True
         finally:
@@ -297,6 +301,42 @@ class TrainingRun:
         self._lora_size = len(data)
         uploaded.append(lora_key)
         return uploaded
+
+    def _check(self, result: Any, uploaded: list[str]) -> dict[str, Any] | None:
+        """The check before publishing (ember.engine.checks) of the LoRA just trained, drawn by the worker's
+        engine; its samples are stored beside the version (and added to `uploaded`). None where no engine was
+        given or the check could not run: that version publishes as versions trained before the check did."""
+        if self.engine is None:
+            return None
+        from ember.engine.checks import CheckInput, run_check
+        from ember.engine.images import open_image
+        from ember.engine.registry import get_base_model
+        from ember.engine.types import Cancelled, LoraRef
+
+        job = self._job()
+        lora_key = job.lora_blob_key
+        try:
+            check = run_check(self.engine, CheckInput(
+                spec=get_base_model(job.base_model),
+                lora=LoraRef(key=lora_key, path=Path(result.lora_path)),
+                mode=job.mode,
+                concept=job.concept or None,
+                sample_prompt=job.sample_prompt,
+                training_images=[open_image(self.blobs.get(image.blob_key)) for image in job.images],
+            ))
+        except Cancelled:
+            raise
+        except Exception:  # a check that cannot run never fails the training it checks
+            log.exception("the check of training job %s could not run", self.job_id)
+            return None
+        folder = lora_key.rsplit("/", 1)[0]
+        keys = []
+        for index, sample in enumerate(check.samples):
+            key = f"{folder}/check-{index}.png"
+            self.blobs.put(key, sample, "image/png")
+            uploaded.append(key)
+            keys.append(key)
+        return check.as_json(keys)
 
     def _discard(self, keys: list[str]) -> None:
         for key in keys:

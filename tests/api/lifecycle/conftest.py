@@ -104,8 +104,9 @@ def stranger(caller_in: Callable[[str], Caller]) -> Caller:
 
 
 @pytest.fixture
-def trained(runtime: Any) -> Callable[[str, bytes], None]:
-    """Records a trained version of a model the way a training worker does: a LoRA blob and a version row."""
+def trained(runtime: Any) -> Callable[..., None]:
+    """Records a trained version of a model the way a training worker does: a LoRA blob and a version row, with
+    the check after training (`check`, as ember.engine.checks.ModelCheck.as_json stores it) when given."""
     import uuid
 
     from sqlalchemy import select
@@ -115,7 +116,7 @@ def trained(runtime: Any) -> Callable[[str, bytes], None]:
     from ember.store.database import transaction
     from ember.store.tables import CustomModel, CustomModelVersion, TrainingState
 
-    def record(asset_id: str, lora: bytes) -> None:
+    def record(asset_id: str, lora: bytes, check: dict[str, Any] | None = None) -> None:
         model_id: uuid.UUID = model_id_from_asset_id(asset_id)
         with transaction(runtime.sessions) as session:
             model = session.scalar(select(CustomModel).where(CustomModel.id == model_id))
@@ -123,7 +124,11 @@ def trained(runtime: Any) -> Callable[[str, bytes], None]:
             number = model.current_version + 1
             key = new_key(f"custom-models/{model_id.hex}/versions/{number}", ".safetensors")
             runtime.blobs.put(key, lora)
-            session.add(CustomModelVersion(model_id=model_id, number=number, lora_blob_key=key, size=len(lora)))
+            session.add(
+                CustomModelVersion(
+                    model_id=model_id, number=number, lora_blob_key=key, size=len(lora), publish_check=check
+                )
+            )
             model.current_version = number
             model.size = len(lora)
             model.training_state = TrainingState.ready

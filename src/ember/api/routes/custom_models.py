@@ -11,10 +11,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
-from ember.api.conversions import InvalidAssetId, custom_model_item, model_id_from_asset_id
+from ember.api.conversions import InvalidAssetId, custom_model_item, model_check_item, model_id_from_asset_id
 from ember.api.deps import BaseUrlDep, PrincipalDep, RuntimeDep, SessionDep, require_json
 from ember.api.errors import validation_error
+from ember.api.routes.jobs import url_signer
 from ember.api.routes.webhooks import requested_webhook
+from ember.api.runtime import Runtime
 from ember.api.schemas import (
     CustomModelCreate,
     CustomModelItem,
@@ -31,6 +33,8 @@ from ember.custom_models.lifecycle import (
     Access,
     ModelNotFound,
     create_model,
+    current_checks,
+    current_version,
     delete_model,
     find_model,
     publish,
@@ -52,6 +56,13 @@ def _model_loader(need: Access) -> Callable[[str, PrincipalDep, SessionDep], Cus
         return find_model(session, principal.viewer, model_id, need)
 
     return load
+
+
+def model_item(session: SessionDep, runtime: Runtime, base_url: str, model: CustomModel) -> CustomModelItem:
+    """The wire body of one model, with its current version's check."""
+    version = current_version(session, model)
+    check = model_check_item(version.publish_check if version else None, url_signer(runtime, base_url))
+    return custom_model_item(model, runtime.settings.region, check)
 
 
 UsableModel = Annotated[CustomModel, Depends(_model_loader(Access.use))]
@@ -165,6 +176,9 @@ def list_custom_models(
         project,
     )
 
+    checks = current_checks(session, page.models)
+    sign = url_signer(runtime, base_url)
+
     def link(rel: str, page_start: int) -> Link:
         fields: dict[str, str | int] = {"start": page_start, "limit": limit_number, "sortBy": sort_by}
         fields["publishedState"] = published_state.value
@@ -176,7 +190,10 @@ def list_custom_models(
     next_start = start_number + limit_number
     listing = CustomModelList.model_validate(
         {
-            "custom_models": [custom_model_item(model, runtime.settings.region) for model in page.models],
+            "custom_models": [
+                custom_model_item(model, runtime.settings.region, model_check_item(checks.get(model.id), sign))
+                for model in page.models
+            ],
             "_links": ListingLinks(
                 page=link("page", start_number),
                 next=link("next", next_start) if next_start < page.total_count else None,
@@ -216,8 +233,10 @@ def create_custom_model(
 
 
 @router.get("/{asset_id}", response_model=CustomModelItem, responses=MODEL_ERRORS, summary="One custom model")
-def get_custom_model(model: UsableModel, runtime: RuntimeDep) -> CustomModelItem:
-    return custom_model_item(model, runtime.settings.region)
+def get_custom_model(
+    model: UsableModel, session: SessionDep, runtime: RuntimeDep, base_url: BaseUrlDep
+) -> CustomModelItem:
+    return model_item(session, runtime, base_url, model)
 
 
 @router.patch(
@@ -228,12 +247,12 @@ def get_custom_model(model: UsableModel, runtime: RuntimeDep) -> CustomModelItem
     summary="Change the display name, sample prompt or (while a draft) the concept word",
 )
 def patch_custom_model(
-    body: CustomModelPatch, model: EditableModel, session: SessionDep, runtime: RuntimeDep
+    body: CustomModelPatch, model: EditableModel, session: SessionDep, runtime: RuntimeDep, base_url: BaseUrlDep
 ) -> CustomModelItem:
     update_model(
         session, model, display_name=body.display_name, sample_prompt=body.sample_prompt, concept_id=body.concept_id
     )
-    return custom_model_item(model, runtime.settings.region)
+    return model_item(session, runtime, base_url, model)
 
 
 @router.delete("/{asset_id}", status_code=204, responses=MODEL_ERRORS, summary="Delete a custom model and its files")
@@ -277,15 +296,29 @@ def train_custom_model(
 @router.post(
     "/{asset_id}/publish", response_model=CustomModelItem, responses=MODEL_ERRORS, summary="Publish a trained model"
 )
-def publish_custom_model(model: EditableModel, session: SessionDep, runtime: RuntimeDep) -> CustomModelItem:
-    return custom_model_item(publish(session, model), runtime.settings.region)
+def publish_custom_model(
+    model: EditableModel,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    base_url: BaseUrlDep,
+    force: Annotated[
+        bool,
+        Query(
+            description="Publish even though the current version's check after training failed (without it such "
+            "a model is a 409 model_check_failed). true or false."
+        ),
+    ] = False,
+) -> CustomModelItem:
+    return model_item(session, runtime, base_url, publish(session, model, force=force))
 
 
 @router.post(
     "/{asset_id}/unpublish", response_model=CustomModelItem, responses=MODEL_ERRORS, summary="Unpublish a model"
 )
-def unpublish_custom_model(model: EditableModel, runtime: RuntimeDep) -> CustomModelItem:
-    return custom_model_item(unpublish(model), runtime.settings.region)
+def unpublish_custom_model(
+    model: EditableModel, session: SessionDep, runtime: RuntimeDep, base_url: BaseUrlDep
+) -> CustomModelItem:
+    return model_item(session, runtime, base_url, unpublish(model))
 
 
 @router.get(

@@ -1,7 +1,7 @@
 // One custom model: its draft editor, live training progress, publishing, sharing, and preview-and-test.
 
 import { deleteModel, problemText, renameModel, shareDialog } from "./actions.js";
-import { api, authHeaders, baseModels, modelPath } from "./api.js";
+import { api, ApiError, authHeaders, baseModels, modelPath } from "./api.js";
 import { stateBadge, testModelBadge } from "./badges.js";
 import { lossChart } from "./chart.js";
 import { confirmAction, field, formatDate, formatDuration, h, mount, setTitle, toast } from "./dom.js";
@@ -41,10 +41,22 @@ function header(model, specs, onChange, project) {
       published ? "Unpublish" : "Publish");
     publish.addEventListener("click", async () => {
       publish.disabled = true;
+      const path = `${modelPath(model.assetId)}/${published ? "unpublish" : "publish"}`;
       try {
-        onChange(await api("POST", `${modelPath(model.assetId)}/${published ? "unpublish" : "publish"}`));
+        onChange(await api("POST", path));
         toast(published ? "Unpublished." : "Published: your organization and shares can use it now.");
       } catch (problem) {
+        // A model whose check after training failed is published only once its owner confirms (force=true).
+        if (problem instanceof ApiError && problem.errorCode === "model_check_failed"
+            && window.confirm(`${problem.message}\n\nPublish it anyway?`)) {
+          try {
+            onChange(await api("POST", `${path}?force=true`));
+            toast("Published although its check failed: your organization and shares can use it now.");
+            return;
+          } catch (again) {
+            problem = again;
+          }
+        }
         toast(problemText(problem), "error");
         publish.disabled = false;
       }
@@ -88,8 +100,20 @@ function header(model, specs, onChange, project) {
         ` · ${spec?.displayName || model.baseModel.name}`,
         model.version !== "0" ? ` · version ${model.version}` : "",
         project ? [" · project ", h("a", { href: `#/models?project=${encodeURIComponent(project.id)}` }, project.name)] : ""),
-      h("p", { class: "badges" }, stateBadge(model), testModelBadge(spec))),
+      h("p", { class: "badges" }, stateBadge(model), testModelBadge(spec)),
+      checkSummary(model)),
     actions);
+}
+
+// What Ember measured after training (the `check` of the current version), and its samples of the sample prompt.
+function checkSummary(model) {
+  const check = model.check;
+  if (!check) return null;
+  const kind = check.status === "passed" ? "ok" : check.status === "failed" ? "error" : "muted";
+  return h("div", { class: "model-check", id: "model-check" },
+    h("p", { class: kind }, check.status === "failed" ? "Check failed — " : "Check: ", check.summary),
+    check.samples.length ? h("p", { class: "samples" }, ...check.samples.map((url, index) =>
+      h("img", { src: url, alt: `Sample ${index + 1} of “${check.prompt}”`, width: 64, height: 64 }))) : null);
 }
 
 function progressPanel(container, model, jobId, onDone, onRunning) {
