@@ -91,20 +91,22 @@ def test_flux_kohya_file_reads_back_through_diffusers_as_the_same_lora(
 
 def test_flux_kohya_alpha_keeps_each_layers_scale(flux1_lora: dict[str, torch.Tensor], tmp_path: Path) -> None:
     """With alpha ≠ rank, diffusers folds alpha / rank into the weights; each layer's product must be the
-    original one times alpha / rank (probed with a random vector)."""
+    original one times alpha / rank (probed with a random vector). The folded weights are float32, so a product
+    may differ from the exact one by a few float32 roundings (seen: 1.8e-6 relative); a wrong scale is off by 0.5
+    or more."""
     from diffusers import FluxPipeline
 
     alpha = 3.0 * RANK
     kohya = write_kohya(save_flux_lora(flux1_lora, alpha, tmp_path / "lora.safetensors"))
     back = FluxPipeline.lora_state_dict(str(kohya))
     probe = torch.Generator().manual_seed(1)
-    for module in {key.rsplit(".lora_", 1)[0] for key in flux1_lora}:
+    for module in sorted({key.rsplit(".lora_", 1)[0] for key in flux1_lora}):
         down, up = flux1_lora[f"{module}.lora_A.weight"], flux1_lora[f"{module}.lora_B.weight"]
         x = torch.randn(down.shape[1], generator=probe, dtype=torch.float64)
         expected = (alpha / RANK) * (up.double() @ (down.double() @ x))
         down, up = back[f"transformer.{module}.lora_A.weight"], back[f"transformer.{module}.lora_B.weight"]
         got = up.double() @ (down.double() @ x)
-        assert float((got - expected).norm() / expected.norm()) < 1e-6, module
+        assert float((got - expected).norm() / expected.norm()) < 1e-5, module
 
 
 def test_a_flux_lora_missing_one_of_a_fused_layers_parts_is_refused(

@@ -138,14 +138,16 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Ite
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="scale",
                      aws_secret_access_key="scale").create_bucket(Bucket="ember")
         # The nodes start with no AWS credentials and no Ember settings: workers must get them from the pool.
-        for variable in [v for v in os.environ if v.startswith(("AWS_", "EMBER_"))]:
-            os.environ.pop(variable)
-        head, address = cluster.ray_node(Path(f"/tmp/rs{uuid.uuid4().hex[:6]}"), tmp / "head.log")
-        started.append(head)
-        cluster.wait_for_nodes(address, 1)
-        node, _ = cluster.ray_node(tmp, tmp / "node.log", head_address=address)
-        started.append(node)
-        cluster.wait_for_nodes(address, 2)
+        # The test process gets its own environment back afterwards (later tests read EMBER_TEST_* from it).
+        with pytest.MonkeyPatch.context() as bare:
+            for variable in [v for v in os.environ if v.startswith(("AWS_", "EMBER_"))]:
+                bare.delenv(variable)
+            head, address = cluster.ray_node(Path(f"/tmp/rs{uuid.uuid4().hex[:6]}"), tmp / "head.log")
+            started.append(head)
+            cluster.wait_for_nodes(address, 1)
+            node, _ = cluster.ray_node(tmp, tmp / "node.log", head_address=address)
+            started.append(node)
+            cluster.wait_for_nodes(address, 2)
         env = {
             **aws,
             "EMBER_DATABASE_URL": database_url,
