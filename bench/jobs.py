@@ -181,6 +181,40 @@ def pool_workers(base: str) -> int:
     return len(ready.json().get("engineWorkers", [])) if ready.status_code == 200 else 0
 
 
+def engine_worker_pids(session_id: int) -> list[int]:
+    """Engine worker processes of the Ray cluster started in session `session_id` (the head's `--block`
+    process leads it), oldest first."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            session = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[4])
+        except (OSError, ValueError, IndexError):
+            continue
+        if session == session_id and command.startswith(b"ray::EngineWorker"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def pin_workers(session_id: int, count: int) -> list[list[int]]:
+    """Give each engine worker a core of its own (worker i on core i, every thread of it), so that one worker
+    cannot borrow the core of a second one that does not exist: the comparison then measures scale-out, not
+    how much of an idle core one worker's signing and storing threads can use. Returns each worker's cores."""
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = []
+    for index, pid in enumerate(engine_worker_pids(session_id)[:count]):
+        core = {cores[index % len(cores)]}
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), core)
+            except OSError:  # a thread that ended meanwhile
+                pass
+        pinned.append(sorted(core))
+    return pinned
+
+
 def two_replicas(args: argparse.Namespace) -> None:
     """Throughput of jobs sent through two API replicas, with one engine worker in the pool and with two."""
     import signal
@@ -193,7 +227,7 @@ def two_replicas(args: argparse.Namespace) -> None:
         resolve_model_path(get_base_model("tiny"), model_dir)
         clients = seed_clients(data_dir, [f"bench-{index}" for index in range(ORGS)])
         head, address = ray_head(Path(f"/tmp/eb{os.getpid()}"), args.ray_cpus)
-        throughput: dict[int, float] = {}
+        modes: dict[int, dict[str, Any]] = {}
         try:
             for workers in (1, 2):
                 env = {**engine_env(model_dir, args.threads), **ray_env(), "EMBER_RAY_ADDRESS": address,
@@ -210,9 +244,14 @@ def two_replicas(args: argparse.Namespace) -> None:
                         time.sleep(0.5)
                     org_headers = [headers_for(bases[0], credentials) for credentials in clients]
                     asyncio.run(batch_through(bases, data_dir, org_headers, 2 * workers, args.size))  # warm
-                    runs = [asyncio.run(batch_through(bases, data_dir, org_headers, args.jobs, args.size))
-                            for _ in range(max(1, args.repeats // 2))]
-                    throughput[workers] = args.jobs / statistics.median(runs)
+                    cores = pin_workers(head.pid, workers) if args.pin else []
+                    load_before = os.getloadavg()[0]
+                    runs = [args.jobs / asyncio.run(batch_through(bases, data_dir, org_headers, args.jobs, args.size))
+                            for _ in range(max(1, args.repeats))]
+                    modes[workers] = {
+                        "jobs_per_s": round(statistics.median(runs), 3), "runs": [round(run, 3) for run in runs],
+                        "worker_cores": cores, "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                    }
                 finally:
                     for server in servers:
                         server.terminate()
@@ -228,9 +267,10 @@ def two_replicas(args: argparse.Namespace) -> None:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=60)
     report = {
-        "pool": {"replicas": 2, "jobs": args.jobs, "ray_cpus": args.ray_cpus,
-                 "one_worker_jobs_per_s": round(throughput[1], 3), "two_workers_jobs_per_s": round(throughput[2], 3),
-                 "ratio": round(throughput[2] / throughput[1], 3), "target": ">= 1.8"},
+        "pool": {"replicas": 2, "jobs": args.jobs, "repeats": args.repeats, "ray_cpus": args.ray_cpus,
+                 "torch_threads_per_worker": args.threads, "machine_cores": len(os.sched_getaffinity(0)),
+                 "one_worker": modes[1], "two_workers": modes[2],
+                 "ratio": round(modes[2]["jobs_per_s"] / modes[1]["jobs_per_s"], 3), "target": ">= 1.8"},
         "size": args.size,
     }
     print(json.dumps(report, indent=2))
@@ -267,6 +307,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="Torch threads of the worker and of the baseline.")
     parser.add_argument("--replicas", type=int, default=1, choices=(1, 2), help="2: the shared pool's scaling.")
     parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the Ray head in the two-replica mode.")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="Two-replica mode: each engine worker on a core of its own (Linux).")
     args = parser.parse_args()
     if args.replicas == 2:
         two_replicas(args)
