@@ -60,9 +60,11 @@ def row_times(data_dir: Path, job_id: str) -> dict[str, float]:
 
 
 def in_process_worker(data_dir: Path, model_dir: Path, threads: int, requests: list[dict[str, Any]],
-                      org_id: Any, top: int) -> tuple[float, str]:
-    """Median seconds of `EngineWorker.run` on copies of the server's job rows, and its cProfile summary."""
+                      org_id: Any, top: int) -> tuple[float, float, str]:
+    """Median seconds of `EngineWorker.run` on copies of the server's job rows and of its engine's `generate`
+    alone on the same request, alternated, and the worker's cProfile summary."""
     from ember.jobs import records
+    from ember.jobs.payloads import GenerationJob
     from ember.store.tables import JobKind
     from ember.worker.actor import EngineWorker, WorkerConfig
 
@@ -79,12 +81,15 @@ def in_process_worker(data_dir: Path, model_dir: Path, threads: int, requests: l
                                       request=request).id
 
     worker.run(new_row(requests[0]))  # loads the base model
-    times = []
+    times, engine_times = [], []
     for request in requests:  # timed without the profiler, which slows the engine's many small calls
         job_id = new_row(request)
         started = time.perf_counter()
         assert worker.run(job_id) == "succeeded"
         times.append(time.perf_counter() - started)
+        started = time.perf_counter()  # the same worker's engine alone, right after: the same load
+        worker.engine.generate(worker._generation_request(GenerationJob.from_json(request)))
+        engine_times.append(time.perf_counter() - started)
     profiler = cProfile.Profile()
     for request in requests:
         job_id = new_row(request)
@@ -94,7 +99,7 @@ def in_process_worker(data_dir: Path, model_dir: Path, threads: int, requests: l
     out = io.StringIO()
     # Ember's own functions (and the C2PA, blob and database calls they make) by cumulative time.
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(r"ember/|c2pa|sqlalchemy/orm/session", top)
-    return statistics.median(times), out.getvalue()
+    return statistics.median(times), statistics.median(engine_times), out.getvalue()
 
 
 def main() -> None:
@@ -112,17 +117,25 @@ def main() -> None:
 
         resolve_model_path(get_base_model("tiny"), model_dir)
         [credentials] = seed_clients(data_dir, ["bench-path"])
+        direct = direct_engine(model_dir, args.threads)  # alternated with the jobs: the same load
+        direct.generate(direct_request(0, args.size))
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = start_server(data_dir, port, engine_env(model_dir, args.threads))
+        client_times, direct_times = [], []
         try:
             headers = headers_for(base, credentials)
             with httpx.Client(base_url=base, timeout=60) as client:
                 timed_job(client, headers, body_for(0, args.size))  # loads the base model
-                client_times = [timed_job(client, headers, body_for(0, args.size)) for _ in range(args.repeats)]
+                for _ in range(args.repeats):
+                    client_times.append(timed_job(client, headers, body_for(0, args.size)))
+                    started = time.perf_counter()
+                    direct.generate(direct_request(0, args.size))
+                    direct_times.append(time.perf_counter() - started)
         finally:
             server.terminate()
             server.wait(timeout=60)
+        del direct
         rows = [row_times(data_dir, str(times["job_id"])) for times in client_times]
         engine = open_engine(Settings(data_dir=data_dir).database_url)
         with session_factory(engine)() as session:
@@ -130,17 +143,9 @@ def main() -> None:
             assert job is not None
             request, org_id = dict(job.request), job.org_id
         engine.dispose()
-        worker_s, profile = in_process_worker(
+        worker_s, worker_engine_s, profile = in_process_worker(
             data_dir, model_dir, args.threads, [request] * args.repeats, org_id, args.profile_top
         )
-
-        direct = direct_engine(model_dir, args.threads)
-        direct.generate(direct_request(0, args.size))
-        direct_times = []
-        for _ in range(args.repeats):
-            started = time.perf_counter()
-            direct.generate(direct_request(0, args.size))
-            direct_times.append(time.perf_counter() - started)
 
     def median_of(start: str, end: str) -> float:
         return statistics.median(
@@ -155,7 +160,8 @@ def main() -> None:
          median_of("inserted", "claimed")),
         ("claimed until succeeded (engine, signing, blob store, database)", median_of("claimed", "succeeded")),
         ("  of which Engine.generate alone (direct, same inputs)", direct_s),
-        ("  of which the worker's own cost (same worker in-process, minus the engine)", worker_s - direct_s),
+        ("  worker's own cost: EngineWorker.run minus its Engine.generate (in-process, alternated)",
+         worker_s - worker_engine_s),
         ("succeeded until the client's poll sees it (poll every 25 ms)", median_of("succeeded", "seen")),
         ("POST answered (client)", median_of("posted", "answered")),
     ]
