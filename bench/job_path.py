@@ -27,23 +27,7 @@ from serving import engine_env, free_port, headers_for, seed_clients, start_serv
 from ember.config import Settings
 from ember.store.database import open_engine, session_factory, transaction
 from ember.store.tables import Job
-from jobs import POLL_S, body_for, direct_engine, direct_request
-
-
-def timed_job(client: httpx.Client, headers: dict[str, str], body: dict[str, Any]) -> dict[str, float]:
-    """Client-side times (wall clock, comparable with the row's) of one job polled every POLL_S."""
-    posted = time.time()
-    accepted = client.post("/v3/images/generate-async", json=body, headers=headers)
-    accepted.raise_for_status()
-    answered = time.time()
-    job_id = accepted.json()["jobId"]
-    while True:
-        status = client.get(f"/v3/status/{job_id}", headers=headers).json()
-        if status["status"] == "succeeded":
-            return {"job_id": job_id, "posted": posted, "answered": answered, "seen": time.time()}  # type: ignore
-        if status["status"] in ("failed", "cancelled", "timeout"):
-            raise SystemExit(f"job ended as {status}")
-        time.sleep(POLL_S)
+from jobs import alternate, body_for, direct_engine, direct_request, timed_job
 
 
 def row_times(data_dir: Path, job_id: str) -> dict[str, float]:
@@ -122,16 +106,11 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = start_server(data_dir, port, engine_env(model_dir, args.threads))
-        client_times, direct_times = [], []
         try:
             headers = headers_for(base, credentials)
             with httpx.Client(base_url=base, timeout=60) as client:
                 timed_job(client, headers, body_for(0, args.size))  # loads the base model
-                for _ in range(args.repeats):
-                    client_times.append(timed_job(client, headers, body_for(0, args.size)))
-                    started = time.perf_counter()
-                    direct.generate(direct_request(0, args.size))
-                    direct_times.append(time.perf_counter() - started)
+                client_times, direct_times = alternate(client, headers, direct, args.size, args.repeats)
         finally:
             server.terminate()
             server.wait(timeout=60)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import statistics
@@ -51,18 +52,34 @@ def body_for(index: int, size: int) -> dict[str, Any]:
     return {"prompt": f"a red cube number {index}", "seeds": [index + 1], "size": {"width": size, "height": size}}
 
 
-def one_job(client: httpx.Client, headers: dict[str, str], body: dict[str, Any]) -> tuple[float, str]:
-    started = time.perf_counter()
+def timed_job(client: httpx.Client, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """One job polled every POLL_S: its id and the wall-clock times (comparable with its row's) at which it was
+    posted, answered and seen succeeded."""
+    posted = time.time()
     accepted = client.post("/v3/images/generate-async", json=body, headers=headers)
     accepted.raise_for_status()
+    answered = time.time()
     job_id = accepted.json()["jobId"]
     while True:
         status = client.get(f"/v3/status/{job_id}", headers=headers).json()
         if status["status"] == "succeeded":
-            return time.perf_counter() - started, job_id
+            return {"job_id": job_id, "posted": posted, "answered": answered, "seen": time.time()}
         if status["status"] in ("failed", "cancelled", "timeout"):
             raise SystemExit(f"job ended as {status}")
         time.sleep(POLL_S)
+
+
+def alternate(client: httpx.Client, headers: dict[str, str], engine: Any, size: int,
+              repeats: int) -> tuple[list[dict[str, Any]], list[float]]:
+    """`repeats` single jobs, each followed by the direct engine on the same inputs, so that both see the same
+    load on a shared machine; the jobs' times and the direct calls' seconds."""
+    jobs, direct = [], []
+    for _ in range(repeats):
+        jobs.append(timed_job(client, headers, body_for(0, size)))
+        started = time.perf_counter()
+        engine.generate(direct_request(0, size))
+        direct.append(time.perf_counter() - started)
+    return jobs, direct
 
 
 def direct_engine(model_dir: Path, threads: int) -> Any:
@@ -112,14 +129,16 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
 
 
+@functools.cache
+def bench_database(data_dir: Path) -> Any:
+    """One connection pool per data directory for the whole run: the bench's own waiting stays cheap."""
+    return session_factory(open_engine(Settings(data_dir=data_dir).database_url))
+
+
 def final_count(data_dir: Path, job_ids: list[str]) -> int:
     """Jobs of `job_ids` in a final state, read from the database (so waiting adds no load on the API)."""
-    engine = open_engine(Settings(data_dir=data_dir).database_url)
-    try:
-        with session_factory(engine)() as session:
-            states = session.scalars(select(Job.state).where(Job.id.in_(job_ids))).all()
-    finally:
-        engine.dispose()
+    with bench_database(data_dir)() as session:
+        states = session.scalars(select(Job.state).where(Job.id.in_(job_ids))).all()
     failed = [state for state in states if state in (JobState.failed, JobState.cancelled, JobState.timeout)]
     if failed:
         raise SystemExit(f"jobs ended as {failed}")
@@ -184,30 +203,40 @@ def pool_workers(base: str) -> int:
     return len(ready.json().get("engineWorkers", [])) if ready.status_code == 200 else 0
 
 
-def engine_worker_pids(session_id: int) -> list[int]:
-    """Engine worker processes of the Ray cluster started in session `session_id` (the head's `--block`
-    process leads it), oldest first."""
-    found = []
+def engine_worker_pids(ancestor: int) -> list[int]:
+    """Engine worker processes descended from `ancestor` (the Ray head's `--block` process), oldest first."""
+    parents: dict[int, int] = {}
+    workers = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")[0]
-            session = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[4])
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if session == session_id and command.startswith(b"ray::EngineWorker"):
-            found.append(int(entry.name))
-    return sorted(found)
+        if command.startswith(b"ray::EngineWorker"):
+            workers.append(int(entry.name))
+
+    def descends(pid: int) -> bool:
+        for _ in range(16):
+            pid = parents.get(pid, 0)
+            if pid == ancestor:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return sorted(pid for pid in workers if descends(pid))
 
 
-def pin_workers(session_id: int, count: int) -> list[list[int]]:
+def pin_workers(ancestor: int, count: int) -> list[list[int]]:
     """Give each engine worker a core of its own (worker i on core i, every thread of it), so that one worker
     cannot borrow the core of a second one that does not exist: the comparison then measures scale-out, not
     how much of an idle core one worker's signing and storing threads can use. Returns each worker's cores."""
     cores = sorted(os.sched_getaffinity(0))
     pinned = []
-    for index, pid in enumerate(engine_worker_pids(session_id)[:count]):
+    for index, pid in enumerate(engine_worker_pids(ancestor)[:count]):
         core = {cores[index % len(cores)]}
         for task in Path(f"/proc/{pid}/task").iterdir():
             try:
@@ -331,16 +360,12 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = start_server(data_dir, port, engine_env(model_dir, args.threads))
-        job_times, direct_times = [], []
         try:
             org_headers = [headers_for(base, credentials) for credentials in clients]
             with httpx.Client(base_url=base, timeout=60) as client:
-                _, warm_job = one_job(client, org_headers[0], body_for(0, args.size))  # loads the base model
-                for _ in range(args.repeats):
-                    job_times.append(one_job(client, org_headers[0], body_for(0, args.size))[0])
-                    started = time.perf_counter()
-                    engine.generate(direct_request(0, args.size))
-                    direct_times.append(time.perf_counter() - started)
+                warm_job = timed_job(client, org_headers[0], body_for(0, args.size))["job_id"]  # loads the model
+                jobs, direct_times = alternate(client, org_headers[0], engine, args.size, args.repeats)
+            job_times = [job["seen"] - job["posted"] for job in jobs]
             idle_ids = [warm_job]
             idle_polls = asyncio.run(poll_at_rate(base, org_headers[0], idle_ids, args.poll_rate, None, 5.0))
             batch_s, _ = asyncio.run(batch(base, data_dir, org_headers, args.jobs, args.size, None))

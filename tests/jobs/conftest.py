@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,19 +258,25 @@ def live_settings(data_dir: Path, ray_address: str, model_dir: Path, **extra: An
     return migrated_settings(**values)
 
 
-@pytest.fixture(scope="session")
-def live(
-    ray_address: str, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Live]:
-    settings = live_settings(tmp_path_factory.mktemp("live") / "data", ray_address, model_dir)
+@contextmanager
+def live_app(settings: Settings, ray_address: str, start_timeout_s: float = 60) -> Iterator[Live]:
+    """An app with `settings` on the session's Ray, its pool started."""
     app = create_app(settings)
     runtime = app.state.runtime
     attached = AttachedRay(ray_address)
     runtime.ray = attached
     runtime.dispatcher.ray = attached
     with TestClient(app, raise_server_exceptions=False) as client:
-        assert runtime.dispatcher.wait_started(60)
+        assert runtime.dispatcher.wait_started(start_timeout_s)
         yield Live(http=client, runtime=runtime)
+
+
+@pytest.fixture(scope="session")
+def live(
+    ray_address: str, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
+    with live_app(live_settings(tmp_path_factory.mktemp("live") / "data", ray_address, model_dir), ray_address) as app:
+        yield app
 
 
 

@@ -9,13 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from ember.api import create_app
-from ember.cluster import AttachedRay
 from ember.store.tables import Job
 
-from .conftest import Live, add_trained_model, live_settings
+from .conftest import Live, add_trained_model, live_app, live_settings
 
 pytestmark = pytest.mark.slow
 CUSTOM = {"x-model-version": "image3_custom"}
@@ -28,16 +25,10 @@ def two_workers(ray_address: str, model_dir: Path, tmp_path_factory: pytest.Temp
         tmp_path_factory.mktemp("routing") / "data", ray_address, model_dir, engine_workers=2,
         engine_worker_num_cpus=0.5,
     )
-    app = create_app(settings)
-    runtime = app.state.runtime
-    attached = AttachedRay(ray_address)
-    runtime.ray = attached
-    runtime.dispatcher.ray = attached
-    with TestClient(app, raise_server_exceptions=False) as client:
-        assert runtime.dispatcher.wait_started(120)
+    with live_app(settings, ray_address, start_timeout_s=120) as live:
         wait_for("both workers checked", lambda: len(
-            [w for w in runtime.dispatcher.worker_states() if w.get("check") == "ok"]) == 2, 120)
-        yield Live(http=client, runtime=runtime)
+            [w for w in live.runtime.dispatcher.worker_states() if w.get("check") == "ok"]) == 2, 120)
+        yield live
 
 
 def wait_for(what: str, condition: Any, timeout: float) -> Any:
