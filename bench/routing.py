@@ -143,9 +143,10 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def replay_lru(served: list[Served], keys: list[int], cache: int) -> list[bool]:
+def replay_lru(served: list[Served], keys: list[int], cache: int) -> tuple[list[bool], dict[str, set[int]]]:
     """Whether each request found its LoRA loaded on its worker: each worker's requests in the order they
-    started, through an LRU of `cache` entries (the engine's adapter cache, one LoRA per request)."""
+    started, through an LRU of `cache` entries (the engine's adapter cache, one LoRA per request); and what
+    each worker holds at the end."""
     held: dict[str, OrderedDict[int, None]] = {}
     hits = [False] * len(served)
     for position in sorted(range(len(served)), key=lambda at: served[at].started):
@@ -156,7 +157,26 @@ def replay_lru(served: list[Served], keys: list[int], cache: int) -> list[bool]:
         lru.move_to_end(key)
         while len(lru) > cache:
             lru.popitem(last=False)
-    return hits
+    return hits, {worker: set(lru) for worker, lru in held.items()}
+
+
+def workers_holding(address: str, workers: set[str], model_ids: list[str]) -> dict[str, set[int]]:
+    """What each of the pool's workers (detached actors named by their worker id) holds now, read from the
+    workers' engines (keys `<model uuid>:v<n>`), as indexes into `model_ids`."""
+    import ray
+
+    from ember.worker.pool import NAMESPACE
+
+    uuids = [asset.rsplit(":", 1)[1] for asset in model_ids]
+    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        held = {}
+        for worker in workers:
+            keys = ray.get(ray.get_actor(worker, namespace=NAMESPACE).loaded_loras.remote(), timeout=30)
+            held[worker] = {uuids.index(key.split(":")[0]) for key in keys}
+        return held
+    finally:
+        ray.shutdown()
 
 
 async def drive(requests: list[Request], clients: int, call: Any) -> tuple[list[Served], float]:
@@ -264,15 +284,21 @@ def ember_system(args: argparse.Namespace, address: str, data_dir: Path, model_d
         # Warm-up without custom models: the workers load the base model and hold no LoRA when the run starts.
         asyncio.run(run_ember(base, headers, database_url, model_ids, warm, WORKERS))
         served, elapsed = asyncio.run(run_ember(base, headers, database_url, model_ids, requests, args.clients))
+        held = workers_holding(address, {outcome.worker for outcome in served}, model_ids)
     finally:
         server.terminate()
         server.wait(timeout=60)
         subprocess.run([ember, "engine", "stop", "--ray-address", address, "--data-dir", str(data_dir)], env=env,
                        stdout=subprocess.DEVNULL, check=False, timeout=120)
-    hits = replay_lru(served, [request.model for request in requests], args.cache)
+    hits, replayed = replay_lru(served, [request.model for request in requests], args.cache)
     for outcome, hit in zip(served, hits, strict=True):
         outcome.hit = hit
-    return summary(served, elapsed)
+    # The replay follows the rows' start times; the workers' engines say what they really hold at the end.
+    check = {"replay_matches_workers": replayed == held}
+    if replayed != held:
+        check |= {"replayed": {worker: sorted(models) for worker, models in replayed.items()},
+                  "held": {worker: sorted(models) for worker, models in held.items()}}
+    return summary(served, elapsed) | check
 
 
 # --- Ray Serve: a multiplexed deployment over the same engine -------------------------------------------------
@@ -361,8 +387,16 @@ def summary(served: list[Served], elapsed: float) -> dict[str, Any]:
         "p95_s": round(percentile(latencies, 0.95), 3),
         "throughput_per_s": round(len(served) / elapsed, 3),
         "service_p50_s": round(percentile([outcome.service_s for outcome in served], 0.5), 3),
+        # What a LoRA load costs here: the worker's time for requests that found their LoRA against those that did not.
+        "service_p50_hit_s": median_service(served, True),
+        "service_p50_load_s": median_service(served, False),
         "requests_per_worker": sorted(per_worker.values(), reverse=True),
     }
+
+
+def median_service(served: list[Served], hit: bool) -> float | None:
+    times = [outcome.service_s for outcome in served if bool(outcome.hit) is hit]
+    return round(percentile(times, 0.5), 3) if times else None
 
 
 def ratio(serve: float, ember: float) -> float | None:
