@@ -17,7 +17,9 @@ one organization. Both systems get two workers of 1 CPU and 1 torch thread each,
 Workload: N requests (`--requests`, default 60; `--small`: 24) for the K models in a Zipf mix (weight 1/rank^s,
 `--skew`, default 1.1), the same seeded sequence for both, sent by C concurrent clients (`--clients`, default 4).
 Printed per system: the share of requests served by a worker already holding their LoRA (hit rate), LoRA loads,
-p50/p95 latency (client-observed), throughput, and Serve/Ember for each. For Ember, hits and loads are replayed
+p50/p95 latency (client-observed), throughput, the worker's time (with and without a LoRA load), the named
+Ray actors each system keeps (`ray_actors`), and Serve/Ember for each; then what each needs that the other
+does not (`needs`, from docs/jobs.md). For Ember, hits and loads are replayed
 from the jobs' rows (which worker ran each job, in the order they started, through an LRU of size M, exactly as
 the engine's adapter cache evicts); for Serve each replica reports whether the engine held the LoRA before it ran.
 
@@ -160,9 +162,10 @@ def replay_lru(served: list[Served], keys: list[int], cache: int) -> tuple[list[
     return hits, {worker: set(lru) for worker, lru in held.items()}
 
 
-def workers_holding(address: str, workers: set[str], model_ids: list[str]) -> dict[str, set[int]]:
+def workers_holding(address: str, workers: set[str], model_ids: list[str]) -> tuple[dict[str, set[int]],
+                                                                                    dict[str, int]]:
     """What each of the pool's workers (detached actors named by their worker id) holds now, read from the
-    workers' engines (keys `<model uuid>:v<n>`), as indexes into `model_ids`."""
+    workers' engines (keys `<model uuid>:v<n>`), as indexes into `model_ids`; and the pool's actors."""
     import ray
 
     from ember.worker.pool import NAMESPACE
@@ -174,9 +177,23 @@ def workers_holding(address: str, workers: set[str], model_ids: list[str]) -> di
         for worker in workers:
             keys = ray.get(ray.get_actor(worker, namespace=NAMESPACE).loaded_loras.remote(), timeout=30)
             held[worker] = {uuids.index(key.split(":")[0]) for key in keys}
-        return held
+        return held, named_actors(NAMESPACE)
     finally:
         ray.shutdown()
+
+
+def named_actors(namespace: str) -> dict[str, int]:
+    """The named actors a system keeps in its Ray namespace, counted by kind (the name without its ids)."""
+    import re
+
+    import ray
+
+    kinds: dict[str, int] = {}
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["namespace"] == namespace:
+            kind = re.sub(r"(-[0-9a-f]{8,}|-\d+|#\w+)+", "", actor["name"]).rstrip("-:")
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
 
 
 async def drive(requests: list[Request], clients: int, call: Any) -> tuple[list[Served], float]:
@@ -284,7 +301,7 @@ def ember_system(args: argparse.Namespace, address: str, data_dir: Path, model_d
         # Warm-up without custom models: the workers load the base model and hold no LoRA when the run starts.
         asyncio.run(run_ember(base, headers, database_url, model_ids, warm, WORKERS))
         served, elapsed = asyncio.run(run_ember(base, headers, database_url, model_ids, requests, args.clients))
-        held = workers_holding(address, {outcome.worker for outcome in served}, model_ids)
+        held, actors = workers_holding(address, {outcome.worker for outcome in served}, model_ids)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -294,7 +311,7 @@ def ember_system(args: argparse.Namespace, address: str, data_dir: Path, model_d
     for outcome, hit in zip(served, hits, strict=True):
         outcome.hit = hit
     # The replay follows the rows' start times; the workers' engines say what they really hold at the end.
-    check = {"replay_matches_workers": replayed == held}
+    check: dict[str, Any] = {"replay_matches_workers": replayed == held, "ray_actors": actors}
     if replayed != held:
         check |= {"replayed": {worker: sorted(models) for worker, models in replayed.items()},
                   "held": {worker: sorted(models) for worker, models in held.items()}}
@@ -365,10 +382,11 @@ def serve_system(args: argparse.Namespace, address: str, model_dir: Path, lora_d
         handle = serve.run(serve_app(model_dir, lora_dir, args.cache), name="routing", route_prefix=None)
         asyncio.run(run_serve(handle, warm, WORKERS))
         served, elapsed = asyncio.run(run_serve(handle, requests, args.clients))
+        actors = named_actors("serve")
         serve.shutdown()
     finally:
         ray.shutdown()
-    return summary(served, elapsed)
+    return summary(served, elapsed) | {"ray_actors": actors}
 
 
 # --- Report -------------------------------------------------------------------------------------------------------
@@ -451,6 +469,14 @@ def main() -> None:
                      "order": args.order},
         "ember": ember,
         "serve": serve,
+        # Beside the figures: what each needs that the other does not (docs/jobs.md, "Why a pool actor").
+        "needs": {
+            "ember": ["the database: job rows (durable, fenced by attempt, progress and cancel), one per request",
+                      "the pool actor (0 CPUs, head node)", "training on the same workers"],
+            "serve": ["the Serve controller, and an HTTP proxy per node or a handle in a Ray driver",
+                      "deployment state in the controller; a request lives in its caller",
+                      "a queue and a store beside it for jobs that outlive their caller (training, retries)"],
+        },
         "serve_over_ember": {key: ratio(serve[key], ember[key])
                              for key in ("hit_rate", "lora_loads", "p50_s", "p95_s", "throughput_per_s",
                                          "service_p50_s")},
