@@ -37,6 +37,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -448,7 +449,8 @@ def main() -> None:
         loras = make_loras(model_dir, lora_dir, args.models)
         (credentials,) = seed_clients(data_dir, ["bench-routing"])
         model_ids = store_custom_models(Settings(data_dir=data_dir), credentials.client_id, loras)
-        head, address = ray_head(Path(f"/tmp/er{os.getpid()}"), args.ray_cpus)
+        ray_temp = Path(f"/tmp/er{os.getpid()}")  # removed after the run
+        head, address = ray_head(ray_temp, args.ray_cpus)
         try:
             for system in args.order.split(","):
                 print(f"{system}: {len(requests)} requests…", file=sys.stderr)
@@ -460,6 +462,7 @@ def main() -> None:
         finally:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=60)
+            shutil.rmtree(ray_temp, ignore_errors=True)
     ember, serve = results["ember"], results["serve"]
     counts = [request.model for request in requests]
     report = {
