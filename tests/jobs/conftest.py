@@ -4,6 +4,7 @@ local Ray (started once per session) with a tiny LoRA trained by the engine, and
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,17 @@ from ember.store.tables import (
 
 SCOPE = "openid,AdobeID,firefly_api,ff_apis"
 Headers = dict[str, str]
+
+
+def wait_for(what: str, condition: Any, timeout: float, interval: float = 0.05) -> Any:
+    """The first true value of `condition()`, asked every `interval` s; fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)  # another process's or thread's state: polled against a deadline
+    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def migrated_settings(**values: Any) -> Settings:

@@ -19,17 +19,7 @@ from ember.store.event_tables import JobEvent
 from ember.store.tables import ApiClient, Job, JobKind
 from ember.worker.actor import STOP_CHECK_S, GenerationTracker
 
-from .conftest import add_client
-
-
-def wait_for(what: str, condition: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)  # the tracker's thread: polled against a deadline
-    raise AssertionError(f"not within {timeout} s: {what}")
+from .conftest import add_client, wait_for
 
 
 def running_job(sessions: sessionmaker[Session], org_id: Any) -> tuple[str, int]:
@@ -59,7 +49,7 @@ def test_progress_is_written_beside_the_engine_and_a_cancel_raises_the_stop_flag
             with sessions() as session:
                 return int(session.scalar(select(Job.progress).where(Job.id == job_id)) or 0)
 
-        assert wait_for("progress written", progress, 5) == 25
+        assert wait_for("progress written", progress, 5, interval=0.01) == 25
         with sessions() as session:
             kinds = session.scalars(select(JobEvent.kind).where(JobEvent.job_id == job_id)).all()
         assert kinds.count("progress") == 5
@@ -68,7 +58,7 @@ def test_progress_is_written_beside_the_engine_and_a_cancel_raises_the_stop_flag
             assert job is not None
             records.request_cancel(session, job)
         cancelled = time.monotonic()
-        wait_for("the stop flag", tracker.should_stop, 5)
+        wait_for("the stop flag", tracker.should_stop, 5, interval=0.01)
         assert time.monotonic() - cancelled < STOP_CHECK_S + 1.0
         tracker.on_progress(Progress(step=6, total=20, eta_s=1.0))
     finally:

@@ -3,7 +3,6 @@ models A and B goes to the worker that holds A, not to the first idle one."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from ember.store.tables import Job
 
-from .conftest import Live, add_trained_model, live_app, live_settings
+from .conftest import Live, add_trained_model, live_app, live_settings, wait_for
 
 pytestmark = pytest.mark.slow
 CUSTOM = {"x-model-version": "image3_custom"}
@@ -29,16 +28,6 @@ def two_workers(ray_address: str, model_dir: Path, tmp_path_factory: pytest.Temp
         wait_for("both workers checked", lambda: len(
             [w for w in live.runtime.dispatcher.worker_states() if w.get("check") == "ok"]) == 2, 120)
         yield live
-
-
-def wait_for(what: str, condition: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)  # another process's state: polled against a deadline
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def submit(live: Live, headers: dict[str, str], body: dict[str, Any]) -> str:
