@@ -1,7 +1,9 @@
 """Settings shared by every test: offline, no telemetry, no real user data; the tiny base model, made once."""
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,3 +23,19 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("models")
     resolve_model_path(get_base_model("tiny"), directory)
     return directory
+
+
+def _unsigned(body: Any) -> Any:
+    if isinstance(body, dict):
+        return {key: _unsigned(value) for key, value in body.items()}
+    if isinstance(body, list):
+        return [_unsigned(value) for value in body]
+    if isinstance(body, str) and "?" in body and ("://" in body or body.startswith("/")):
+        return body.split("?", 1)[0]
+    return body
+
+
+@pytest.fixture(scope="session")
+def unsigned() -> Callable[[Any], Any]:
+    """A body with each URL cut at its query string: the same outputs, whatever second signed them."""
+    return _unsigned

@@ -5,6 +5,7 @@ attempt count. The job goes in through the HTTP API; both attempts are the real 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -51,17 +52,6 @@ class PausingStore:
         return getattr(self.inner, name)
 
 
-def unsigned(body: Any) -> Any:
-    """A status body with each URL cut at its query string: the same outputs, whatever second signed them."""
-    if isinstance(body, dict):
-        return {key: unsigned(value) for key, value in body.items()}
-    if isinstance(body, list):
-        return [unsigned(value) for value in body]
-    if isinstance(body, str) and body.startswith("http"):
-        return body.split("?", 1)[0]
-    return body
-
-
 def worker(runtime: Runtime, name: str) -> EngineWorker:
     settings = runtime.settings
     config = WorkerConfig(
@@ -72,7 +62,8 @@ def worker(runtime: Runtime, name: str) -> EngineWorker:
 
 
 def test_a_stale_attempt_leaves_every_output_of_the_finished_job_intact(
-    http: TestClient, headers: Headers, dispatcher: RecordingDispatcher, runtime: Runtime
+    http: TestClient, headers: Headers, dispatcher: RecordingDispatcher, runtime: Runtime,
+    unsigned: Callable[[Any], Any],
 ) -> None:
     response = http.post(
         "/v3/images/generate-async",

@@ -5,7 +5,8 @@ loses nothing, and one signed webhook delivery per event a request asked for."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -92,15 +93,12 @@ def test_a_training_stream_carries_a_url_for_each_new_sample(
 
 def test_reconnecting_with_last_event_id_loses_nothing(
     training_stream: tuple[dict[str, str], str, list[StreamEvent], list[StreamEvent]],
+    unsigned: Callable[[Any], Any],
 ) -> None:
     _, _, reconnected, whole = training_stream
     assert [(event.id, event.event) for event in reconnected] == [(event.id, event.event) for event in whole]
     assert [unsigned(event.data) for event in reconnected[:-1]] == [unsigned(event.data) for event in whole[:-1]]
 
-
-def unsigned(data: dict[str, object]) -> dict[str, object]:
-    """An event without its URL's signature and expiry (each read signs afresh)."""
-    return {key: str(value).split("?")[0] if key == "url" else value for key, value in data.items()}
 
 
 @pytest.fixture
