@@ -279,19 +279,21 @@ class Pretraining:
             loss_value = loss.item()
             self.progress("decoder", step, cfg.decoder_steps, loss_value)
             if time.monotonic() - last_save > self.CHECKPOINT_SECONDS or step == cfg.decoder_steps:
-                state.update(
-                    step=step,
-                    vae=vae.state_dict(),
-                    decoder_optimizer=optimizer.state_dict(),
-                    decoder_seconds=state.get("decoder_seconds", 0.0) + time.monotonic() - started,
+                self._save_stage(
+                    state, "decoder", loss_value, started,
+                    step=step, vae=vae.state_dict(), decoder_optimizer=optimizer.state_dict(),
                 )
-                started = time.monotonic()
-                state.setdefault("final_losses", {})["decoder"] = loss_value
-                _save_atomically(state, self.checkpoint_path)
-                last_save = time.monotonic()
+                started = last_save = time.monotonic()
         vae.eval()
         vae.requires_grad_(False)
         return state
+
+    def _save_stage(self, state: dict[str, Any], stage: str, loss: float, started: float, **saved: Any) -> None:
+        """Checkpoint a stage: what it saved, its training seconds since `started` and its latest loss."""
+        seconds = "seconds" if stage == "unet" else f"{stage}_seconds"
+        state.update(saved, **{seconds: state.get(seconds, 0.0) + time.monotonic() - started})
+        state.setdefault("final_losses", {})[stage] = loss
+        _save_atomically(state, self.checkpoint_path)
 
     def _cached_latents(self, vae: Any, pixels: torch.Tensor, scaling_factor: float) -> torch.Tensor:
         import torch
@@ -366,15 +368,9 @@ class Pretraining:
             loss_value = loss.item()
             self.progress("unet", step, cfg.unet_steps, loss_value)
             if time.monotonic() - last_save > self.CHECKPOINT_SECONDS or step == cfg.unet_steps:
-                state.update(
-                    step=step,
-                    unet=unet.state_dict(),
-                    ema=ema.state_dict(),
-                    unet_optimizer=optimizer.state_dict(),
-                    seconds=state.get("seconds", 0.0) + time.monotonic() - started,
+                self._save_stage(
+                    state, "unet", loss_value, started,
+                    step=step, unet=unet.state_dict(), ema=ema.state_dict(), unet_optimizer=optimizer.state_dict(),
                 )
-                started = time.monotonic()
-                state.setdefault("final_losses", {})["unet"] = loss_value
-                _save_atomically(state, self.checkpoint_path)
-                last_save = time.monotonic()
+                started = last_save = time.monotonic()
         return state
