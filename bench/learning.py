@@ -523,19 +523,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--work-dir", type=Path, default=None, help="training folders (default: a temporary one)")
     parser.add_argument("--images-per-prompt", type=int, default=BenchSettings.images_per_prompt)
     parser.add_argument("--training-steps", type=int, default=None, help="override the preset's steps")
+    parser.add_argument("--seed", type=int, default=BenchSettings.seed,
+                        help="another seed draws other training pictures and samples")
     parser.add_argument("--grid", type=Path, default=None, help="write the before/after grid PNG here")
     parser.add_argument("--skip-base", action="store_true", help="skip the base-quality rows")
+    parser.add_argument("--skip-style", action="store_true", help="skip the style model (a subject preset search)")
     parser.add_argument("--broken", action="store_true",
                         help="also train with the old captioner plugged back in (captions toy cannot read)")
     args = parser.parse_args(argv)
-    settings = BenchSettings(images_per_prompt=args.images_per_prompt, training_steps=args.training_steps)
+    settings = BenchSettings(images_per_prompt=args.images_per_prompt, training_steps=args.training_steps,
+                             seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="ember-learning-") as scratch:
         bench = LearningBench(args.model_dir or Path(scratch) / "models", args.work_dir or Path(scratch) / "work",
                               settings)
         try:
             quality = None if args.skip_base else bench.base_quality()
             subject = bench.subject()
-            style = bench.style()
+            style = None if args.skip_style else bench.style()
             rows = table_rows(quality, subject, style)
             if args.broken:
                 with old_captioner():
@@ -546,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         finally:
             bench.close()
         print_table(rows, bench.timed.seconds, print)
-        if args.grid is not None:
+        if args.grid is not None and style is not None:
             args.grid.parent.mkdir(parents=True, exist_ok=True)
             grid_image(subject, style).save(args.grid)
             print(f"grid written to {args.grid}")

@@ -17,6 +17,8 @@ from ember.engine.toy.world import (
     Scene,
     UnknownSceneError,
     caption,
+    polygon_pictures,
+    random_polygon,
     random_scenes,
     render,
     shape_mask,
@@ -82,3 +84,25 @@ def test_random_scenes_draw_only_from_the_given_pairs() -> None:
     rng = random.Random(0)
     scenes = list(random_scenes(rng.randrange(1000), 50, pairs=(("star", "blue"),)))
     assert {(s.shape, s.colour) for s in scenes} == {("star", "blue")}
+
+
+def test_polygon_pictures_are_the_same_for_the_same_seed_and_vary_in_outline() -> None:
+    first = [np.asarray(p) for p in polygon_pictures(3, 6)]
+    again = [np.asarray(p) for p in polygon_pictures(3, 6)]
+    assert all(a.shape == (64, 64, 3) and np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert len({a.tobytes() for a in first}) == 6
+
+
+def test_random_polygons_come_out_convex_and_concave() -> None:
+    rng = random.Random(0)
+
+    def concave(points: list[tuple[float, float]]) -> bool:
+        turns = []
+        for i in range(len(points)):
+            (ax, ay), (bx, by), (cx, cy) = points[i - 2], points[i - 1], points[i]
+            turns.append((bx - ax) * (cy - by) - (by - ay) * (cx - bx) > 0)
+        return len(set(turns)) > 1
+
+    kinds = [concave(random_polygon(rng, 0.0, 0.0, 1.0)) for _ in range(200)]
+    assert 20 < sum(kinds) < 180
+    assert all(3 <= len(random_polygon(rng, 0.0, 0.0, 1.0)) <= 12 for _ in range(50))

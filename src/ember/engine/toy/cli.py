@@ -45,15 +45,25 @@ def pretrain(
     out_dir: Path | None = typer.Option(None, help="Where the pipeline goes (default: the package's weights)."),
     unet_steps: int = typer.Option(PretrainConfig.unet_steps, min=1),
     vae_steps: int = typer.Option(PretrainConfig.vae_steps, min=1),
+    decoder_steps: int = typer.Option(
+        PretrainConfig.decoder_steps, min=0, help="Steps of the decoder stage (0, the default: no decoder stage)."
+    ),
     scenes: int = typer.Option(16_000, min=64),
     seed: int = typer.Option(0),
     threads: int = typer.Option(2, min=1),
+    from_pipeline: Path | None = typer.Option(
+        None,
+        help="Start from this pretrained pipeline folder (its VAE and UNet) in an empty WORK_DIR and train only "
+        "the stages after the UNet's.",
+    ),
 ) -> None:
     """Pretrain the `toy` base model (about 45 minutes on one CPU core); resumes from WORK_DIR."""
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from ember.engine.toy.model import WEIGHTS_DIR
-    config = PretrainConfig(seed=seed, scenes=scenes, vae_steps=vae_steps, unet_steps=unet_steps)
+    config = PretrainConfig(
+        seed=seed, scenes=scenes, vae_steps=vae_steps, unet_steps=unet_steps, decoder_steps=decoder_steps
+    )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -69,7 +79,10 @@ def pretrain(
                 tasks[stage] = bar.add_task(stage, total=total, completed=step - 1, loss=loss)
             bar.update(tasks[stage], completed=step, loss=loss)
 
-        record = Pretraining(work_dir, config, progress=report, threads=threads).run(out_dir or WEIGHTS_DIR)
+        pretraining = Pretraining(work_dir, config, progress=report, threads=threads)
+        if from_pipeline is not None:
+            pretraining.start_from_pipeline(from_pipeline)
+        record = pretraining.run(out_dir or WEIGHTS_DIR)
     typer.echo(json.dumps(record, indent=2))
 
 

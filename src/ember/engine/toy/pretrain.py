@@ -10,12 +10,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ember.engine.toy.world import SEEN_PAIRS, free_colour_pictures, random_scenes, render
+from ember.engine.toy.world import SEEN_PAIRS, free_colour_pictures, polygon_pictures, random_scenes, render
 
 if TYPE_CHECKING:
     import torch
 
-# stage ("vae" or "unet"), step, total steps, latest loss
+# stage ("vae", "unet" or "decoder"), step, total steps, latest loss
 PretrainProgress = Callable[[str, int, int, float], None]
 
 
@@ -40,6 +40,13 @@ class PretrainConfig:
     warmup_steps: int = 100
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
+    # Last, optionally, the VAE's decoder alone (the encoder, hence the latents and the UNet, stay as they are)
+    # learns to draw random polygons besides the world. Off by default: measured, it did not help the decoder
+    # draw shapes other than the world's (docs/toy.md, "The decoder stage").
+    decoder_steps: int = 0
+    decoder_batch: int = 32
+    decoder_lr: float = 1e-3
+    decoder_polygon_pictures: int = 16_000
 
 
 def _pixels(images: list[Any]) -> torch.Tensor:
@@ -104,8 +111,8 @@ class Pretraining:
         scenes = list(random_scenes(self.config.seed, self.config.scenes, pairs=SEEN_PAIRS))
         pixels = _pixels([render(scene) for scene in scenes])
 
+        free = _pixels(list(free_colour_pictures(self.config.seed + 1, self.config.vae_free_colour_pictures)))
         if state.get("stage", "vae") == "vae":
-            free = _pixels(list(free_colour_pictures(self.config.seed + 1, self.config.vae_free_colour_pictures)))
             state = self._train_vae(vae, torch.cat([pixels, free]), state)
         vae.load_state_dict(state["vae"])
         vae.register_to_config(scaling_factor=state["scaling_factor"])
@@ -124,7 +131,13 @@ class Pretraining:
         ema = toy_model.new_unet()
         if state["stage"] == "unet":
             state = self._train_unet(unet, ema, latents, embeddings, labels, state)
+            state.update(stage="decoder", step=0)
+            _save_atomically(state, self.checkpoint_path)
         ema.load_state_dict(state["ema"])
+        if state["stage"] == "decoder" and state.get("step", 0) < self.config.decoder_steps:
+            polygons = _pixels(list(polygon_pictures(self.config.seed + 2, self.config.decoder_polygon_pictures)))
+            state = self._train_decoder(vae, torch.cat([pixels, free, polygons]), state)
+        vae.load_state_dict(state["vae"])
 
         pipeline = toy_model.assemble_pipeline(vae, ema, text_encoder, tokenizer)
         out_dir = Path(out_dir)
@@ -135,9 +148,39 @@ class Pretraining:
             "scaling_factor": state["scaling_factor"],
             "seconds_this_run": round(time.monotonic() - started, 1),
             "unet_training_seconds": round(state.get("seconds", 0.0), 1),
+            "decoder_training_seconds": round(state.get("decoder_seconds", 0.0), 1),
         }
         (out_dir / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n")
         return record
+
+    def start_from_pipeline(self, pipeline_dir: Path) -> None:
+        """Seed an empty work directory with a pretrained pipeline (as `run` writes it), as if its VAE and UNet
+        stages had just finished here: `run` then trains only the stages after them (the decoder's). A work
+        directory that already has a checkpoint is left as it is, so the same command resumes."""
+        import torch
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        if self.checkpoint_path.exists():
+            return
+        pipeline_dir = Path(pipeline_dir)
+        vae: Any = AutoencoderKL.from_pretrained(str(pipeline_dir / "vae"), dtype=torch.float32)
+        unet: Any = UNet2DConditionModel.from_pretrained(str(pipeline_dir / "unet"), dtype=torch.float32)
+        record_path = pipeline_dir.parent / "pretraining.json"
+        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "stage": "decoder",
+            "step": 0,
+            "config": asdict(self.config),
+            "vae": vae.state_dict(),
+            "unet": unet.state_dict(),
+            "ema": unet.state_dict(),
+            "scaling_factor": float(vae.config.scaling_factor),
+            "final_losses": {k: v for k, v in record.get("final_losses", {}).items() if k != "decoder"},
+            "seconds": float(record.get("unet_training_seconds", 0.0)),
+            "started_from": str(pipeline_dir),
+        }
+        _save_atomically(state, self.checkpoint_path)
 
     def _load_checkpoint(self) -> dict[str, Any]:
         import torch
@@ -198,6 +241,59 @@ class Pretraining:
         }
         _save_atomically(state, self.checkpoint_path)
         return state
+
+    def _train_decoder(self, vae: Any, pixels: torch.Tensor, state: dict[str, Any]) -> dict[str, Any]:
+        """The decoder (and post_quant_conv) alone learns to draw the pictures back from the frozen encoder's
+        latents: the latents, their scale and the UNet trained on them are unchanged."""
+        import torch
+
+        cfg = self.config
+        vae.load_state_dict(state["vae"])
+        vae.requires_grad_(False)
+        trained = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+        for parameter in trained:
+            parameter.requires_grad_(True)
+        optimizer = torch.optim.AdamW(trained, lr=cfg.decoder_lr)
+        step = state.get("step", 0)
+        if "decoder_optimizer" in state:
+            optimizer.load_state_dict(state["decoder_optimizer"])
+        generator = torch.Generator().manual_seed(cfg.seed * 1000 + 11 + step)
+        last_save = time.monotonic()
+        started = time.monotonic()
+        vae.eval()
+        vae.decoder.train()
+        loss_value = float("nan")
+        while step < cfg.decoder_steps:
+            for group in optimizer.param_groups:
+                group["lr"] = _cosine_lr(step, cfg.decoder_steps, cfg.warmup_steps // 4, cfg.decoder_lr)
+            index = torch.randint(0, len(pixels), (cfg.decoder_batch,), generator=generator)
+            batch = _as_input(pixels[index])
+            with torch.no_grad():
+                latent = vae.encode(batch).latent_dist.sample(generator)
+            reconstruction = vae.decode(latent).sample
+            loss = torch.nn.functional.mse_loss(reconstruction, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_value = loss.item()
+            self.progress("decoder", step, cfg.decoder_steps, loss_value)
+            if time.monotonic() - last_save > self.CHECKPOINT_SECONDS or step == cfg.decoder_steps:
+                self._save_stage(
+                    state, "decoder", loss_value, started,
+                    step=step, vae=vae.state_dict(), decoder_optimizer=optimizer.state_dict(),
+                )
+                started = last_save = time.monotonic()
+        vae.eval()
+        vae.requires_grad_(False)
+        return state
+
+    def _save_stage(self, state: dict[str, Any], stage: str, loss: float, started: float, **saved: Any) -> None:
+        """Checkpoint a stage: what it saved, its training seconds since `started` and its latest loss."""
+        seconds = "seconds" if stage == "unet" else f"{stage}_seconds"
+        state.update(saved, **{seconds: state.get(seconds, 0.0) + time.monotonic() - started})
+        state.setdefault("final_losses", {})[stage] = loss
+        _save_atomically(state, self.checkpoint_path)
 
     def _cached_latents(self, vae: Any, pixels: torch.Tensor, scaling_factor: float) -> torch.Tensor:
         import torch
@@ -272,15 +368,9 @@ class Pretraining:
             loss_value = loss.item()
             self.progress("unet", step, cfg.unet_steps, loss_value)
             if time.monotonic() - last_save > self.CHECKPOINT_SECONDS or step == cfg.unet_steps:
-                state.update(
-                    step=step,
-                    unet=unet.state_dict(),
-                    ema=ema.state_dict(),
-                    unet_optimizer=optimizer.state_dict(),
-                    seconds=state.get("seconds", 0.0) + time.monotonic() - started,
+                self._save_stage(
+                    state, "unet", loss_value, started,
+                    step=step, unet=unet.state_dict(), ema=ema.state_dict(), unet_optimizer=optimizer.state_dict(),
                 )
-                started = time.monotonic()
-                state.setdefault("final_losses", {})["unet"] = loss_value
-                _save_atomically(state, self.checkpoint_path)
-                last_save = time.monotonic()
+                started = last_save = time.monotonic()
         return state

@@ -198,3 +198,44 @@ def replay_examples(count: int, seed: int) -> list[TrainingExample]:
     """Captioned pictures of the pretraining world (seen pairs only), replayed beside a custom model's images
     so that it keeps drawing every other prompt as the base model did; the `toy` presets ask for them."""
     return [TrainingExample(render(scene), scene.caption) for scene in random_scenes(seed + 1, count)]
+
+
+def random_polygon(rng: random.Random, cx: float, cy: float, radius: float) -> list[tuple[float, float]]:
+    """A random simple polygon around (cx, cy): 3–12 corners at jittered angles, each at its own distance from
+    the centre, so convex and concave outlines of every kind come out (no shape is drawn on purpose)."""
+    corners = rng.randint(3, 12)
+    turn = rng.uniform(0, 2 * math.pi)
+    # Half the polygons keep every corner near the rim (convex-ish); the rest reach in by a random depth.
+    shallowest = rng.uniform(0.75, 1.0) if rng.random() < 0.5 else rng.uniform(0.2, 0.9)
+    points = []
+    for i in range(corners):
+        angle = turn + (i + rng.uniform(-0.35, 0.35)) * 2 * math.pi / corners
+        reach = radius * rng.uniform(shallowest, 1.0)
+        points.append((cx + reach * math.cos(angle), cy + reach * math.sin(angle)))
+    return points
+
+
+def polygon_pictures(seed: int, count: int, size: int = SIZE) -> Iterator[Image.Image]:
+    """Random polygons in random colours on random backgrounds, drawn on larger canvases (128–512 px) and
+    downscaled, some saved as JPEG first: what the toy VAE's decoder also learns to draw, so it passes on
+    outlines other than the world's five shapes. Neither the UNet nor the shape classifier sees them."""
+    import io
+
+    rng = random.Random(seed)
+    for _ in range(count):
+        canvas = rng.choice((128, 256, 512))
+        background = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        picture = Image.new("RGB", (canvas, canvas), background)
+        draw = ImageDraw.Draw(picture)
+        for _ in range(1 if rng.random() < 0.8 else 2):
+            radius = canvas * rng.uniform(0.08, 0.4)
+            cx = rng.uniform(radius * 0.5, canvas - radius * 0.5)
+            cy = rng.uniform(radius * 0.5, canvas - radius * 0.5)
+            fill = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+            draw.polygon(random_polygon(rng, cx, cy, radius), fill=fill)
+        if rng.random() < 0.3:
+            buffer = io.BytesIO()
+            picture.save(buffer, format="JPEG", quality=rng.randint(60, 95))
+            picture = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        resample = rng.choice((Image.Resampling.LANCZOS, Image.Resampling.BOX, Image.Resampling.BICUBIC))
+        yield picture.resize((size, size), resample)
