@@ -4,8 +4,10 @@ local Ray (started once per session) with a tiny LoRA trained by the engine, and
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,17 @@ from ember.store.tables import (
 
 SCOPE = "openid,AdobeID,firefly_api,ff_apis"
 Headers = dict[str, str]
+
+
+def wait_for(what: str, condition: Any, timeout: float, interval: float = 0.05) -> Any:
+    """The first true value of `condition()`, asked every `interval` s; fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)  # another process's or thread's state: polled against a deadline
+    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def migrated_settings(**values: Any) -> Settings:
@@ -257,19 +270,25 @@ def live_settings(data_dir: Path, ray_address: str, model_dir: Path, **extra: An
     return migrated_settings(**values)
 
 
-@pytest.fixture(scope="session")
-def live(
-    ray_address: str, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Live]:
-    settings = live_settings(tmp_path_factory.mktemp("live") / "data", ray_address, model_dir)
+@contextmanager
+def live_app(settings: Settings, ray_address: str, start_timeout_s: float = 60) -> Iterator[Live]:
+    """An app with `settings` on the session's Ray, its pool started."""
     app = create_app(settings)
     runtime = app.state.runtime
     attached = AttachedRay(ray_address)
     runtime.ray = attached
     runtime.dispatcher.ray = attached
     with TestClient(app, raise_server_exceptions=False) as client:
-        assert runtime.dispatcher.wait_started(60)
+        assert runtime.dispatcher.wait_started(start_timeout_s)
         yield Live(http=client, runtime=runtime)
+
+
+@pytest.fixture(scope="session")
+def live(
+    ray_address: str, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
+    with live_app(live_settings(tmp_path_factory.mktemp("live") / "data", ray_address, model_dir), ray_address) as app:
+        yield app
 
 
 

@@ -33,6 +33,27 @@ def test_a_busy_warm_worker_loses_to_an_idle_one() -> None:
     assert dispatcher_with(busy, idle)._choose("model-a:v1") is idle
 
 
+def test_a_combination_goes_to_the_worker_holding_the_most_of_its_models() -> None:
+    one = slot("one", ("a:v1",))
+    two = slot("two", ("a:v1", "b:v1"), queued=1)
+    dispatcher = dispatcher_with(slot("idle"), one, two)
+    assert dispatcher._choose("a:v1@1+b:v1@0.5+c:v1@1") is two
+    assert dispatcher._choose("a:v1@0.5") is one  # both hold a: the less busy
+
+
+def test_a_busy_worker_holding_the_most_yields_to_one_holding_fewer() -> None:
+    one = slot("one", ("a:v1",), queued=1)
+    two = slot("two", ("a:v1", "b:v1"), queued=AFFINITY_SLACK + 1)
+    assert dispatcher_with(slot("idle"), two, one)._choose("a:v1@1+b:v1@1") is one
+
+
+def test_a_worker_remembers_each_model_of_a_combination_it_was_sent() -> None:
+    from ember.jobs.payloads import affinity_models
+
+    assert affinity_models("a:v1@0.5+b:v2@1") == ["a:v1", "b:v2"]
+    assert affinity_models("a:v1") == ["a:v1"] and affinity_models(None) == []
+
+
 def test_a_job_without_a_custom_model_goes_to_the_least_busy_worker() -> None:
     idle = slot("idle")
     assert dispatcher_with(slot("busy", queued=2), idle)._choose(None) is idle

@@ -11,17 +11,7 @@ from typing import Any
 
 from ember.store.tables import Job
 
-from .conftest import Live
-
-
-def wait_for(what: str, condition: Any, timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)  # another process's state: polled against a deadline
-    raise AssertionError(f"not within {timeout} s: {what}")
+from .conftest import Live, wait_for
 
 
 def submit(live: Live, headers: dict[str, str], variations: int = 4) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ember.cluster import RayConnection, RayState
 from ember.config import Settings
 from ember.jobs import records
-from ember.jobs.payloads import stored_affinity, trained_model_of
+from ember.jobs.payloads import affinity_models, stored_affinity, trained_model_of
 from ember.store.database import transaction
 from ember.store.tables import JobKind, JobState, utcnow
 from ember.worker.actor import CONCURRENT_JOBS, EngineWorker, WorkerConfig
@@ -215,21 +215,26 @@ class Dispatcher(OnRay):
         slot = self._choose(lora_key)
         ref = slot.handle.run.remote(job_id)
         slot.in_flight[ref] = job_id
-        if lora_key:
-            slot.loras[lora_key] = None
-            slot.loras.move_to_end(lora_key)
-            while len(slot.loras) > self.settings.engine_lora_cache_size:
-                slot.loras.popitem(last=False)
+        # The engine caches each LoRA on its own (a combination loads only the ones it lacks), so each is
+        # remembered on its own, in the engine's least-recently-used order.
+        for key in affinity_models(lora_key):
+            slot.loras[key] = None
+            slot.loras.move_to_end(key)
+        while len(slot.loras) > self.settings.engine_lora_cache_size:
+            slot.loras.popitem(last=False)
 
     def _choose(self, lora_key: str | None) -> WorkerSlot:
+        """The worker holding the most of the job's custom models, unless it has more than AFFINITY_SLACK jobs
+        more queued than the least busy worker (then the one holding the next most, and so on); among equals,
+        the least busy (the first on a tie)."""
         open_slots = [slot for slot in self._slots if not slot.draining]
         least = min(open_slots, key=lambda slot: len(slot.in_flight))
-        if lora_key:
-            holders = [slot for slot in open_slots if lora_key in slot.loras]
-            if holders:
-                warm = min(holders, key=lambda slot: len(slot.in_flight))
-                if len(warm.in_flight) <= len(least.in_flight) + AFFINITY_SLACK:
-                    return warm
+        wanted = affinity_models(lora_key)
+        held = {id(slot): sum(key in slot.loras for key in wanted) for slot in open_slots}
+        for count in sorted({count for count in held.values() if count > 0}, reverse=True):
+            warm = min((slot for slot in open_slots if held[id(slot)] == count), key=lambda slot: len(slot.in_flight))
+            if len(warm.in_flight) <= len(least.in_flight) + AFFINITY_SLACK:
+                return warm
         return least
 
     def _background(self) -> None:

@@ -73,12 +73,20 @@ class ImageRef:
 
 def affinity_key(loras: list[LoraChoice] | tuple[LoraChoice, ...]) -> str | None:
     """What a worker holds after running these LoRAs, for routing: one model at weight 1 is its key, so jobs for
-    that model go where it is loaded; a weighted combination is fused as a whole, so it is its own key."""
+    that model go where it is loaded; a weighted combination is written `key@weight+key@weight…`, and
+    `affinity_models` reads the models back out of it (a worker holding some of them is preferred)."""
     if not loras:
         return None
     if len(loras) == 1 and float(loras[0].weight) == 1.0:
         return loras[0].key
     return "+".join(f"{lora.key}@{float(lora.weight):g}" for lora in loras)
+
+
+def affinity_models(key: str | None) -> list[str]:
+    """The LoRA keys named by a routing key of `affinity_key`, in order ([] for none)."""
+    if not key:
+        return []
+    return [part.rsplit("@", 1)[0] if "@" in part else part for part in key.split("+")]
 
 
 @dataclass(frozen=True)

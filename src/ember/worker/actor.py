@@ -30,6 +30,9 @@ from ember.worker.training import PROGRESS_INTERVAL_S, TrainingRun
 log = logging.getLogger("ember.worker.actor")
 MAX_REFERENCE_BYTES = 15 * 1024 * 1024
 CONCURRENT_JOBS = 2
+# How often a running generation's row is read for a stop (cancel, time-out, another attempt): the engine
+# stops at the first step after that.
+STOP_CHECK_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -192,34 +195,18 @@ class EngineWorker:
         ).run()
 
     def _generate(self, job_id: str, attempt: int, spec: dict[str, Any]) -> str:
-        from ember.engine.types import Cancelled, EngineError, Progress
+        from ember.engine.types import Cancelled, EngineError
 
-        last_written = 0.0
-        steps: list[events.Step] = []  # every step becomes an event; they are written with the next commit
-
-        def on_progress(event: Progress) -> None:
-            # Written at most every PROGRESS_INTERVAL_S: a commit per step would cost more than a tiny step.
-            nonlocal last_written
-            steps.append(generation_step(event))
-            now = time.monotonic()
-            if now - last_written < PROGRESS_INTERVAL_S:
-                return
-            last_written = now
-            with transaction(self.sessions) as session:
-                percent = min(99, int(100 * event.step / max(1, event.total)))
-                if records.record_progress(session, job_id, percent, attempt=attempt):
-                    events.record_steps(session, job_id, steps)
-                steps.clear()
-
-        def should_cancel() -> bool:
-            with self.sessions() as session:
-                return records.should_stop(session, job_id, attempt)
-
+        tracker = GenerationTracker(self.sessions, job_id, attempt)
+        on_progress, should_cancel = tracker.on_progress, tracker.should_stop
         stored: list[str] = []
         try:
-            job = GenerationJob.from_json(spec)
-            request = self._generation_request(job)
-            images = self.engine.generate(request, progress=on_progress, should_cancel=should_cancel)
+            try:
+                job = GenerationJob.from_json(spec)
+                request = self._generation_request(job)
+                images = self.engine.generate(request, progress=on_progress, should_cancel=should_cancel)
+            finally:
+                steps = tracker.finish()  # whatever happened, the tracker's thread ends here
             origin = Origin(base_model=job.base_model, custom_models=job.custom_models)
             outputs = []
             for index, image in enumerate(images):
@@ -322,6 +309,75 @@ class EngineWorker:
                         records.record_heartbeat(session, job_id, attempt=attempt)
                 except Exception:  # a missed beat is retried on the next tick
                     log.warning("heartbeat for %s failed", job_id, exc_info=True)
+
+
+class GenerationTracker:
+    """The database work of a running generation, kept off the denoising thread: the engine's callbacks only
+    append a step and read a flag, while a thread of the job writes its progress and step events at most every
+    PROGRESS_INTERVAL_S and reads its row for a stop (cancel, time-out, another attempt) every STOP_CHECK_S. A
+    commit and a read per step cost more than a small step does; the engine never waits on the database."""
+
+    def __init__(self, sessions: Any, job_id: str, attempt: int) -> None:
+        self.sessions = sessions
+        self.job_id = job_id
+        self.attempt = attempt
+        self._lock = threading.Lock()
+        self._steps: list[events.Step] = []  # not yet written
+        self._percent: int | None = None  # the latest step's, until written
+        self._stopped = threading.Event()
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ember-job-tracker", daemon=True)
+        self._thread.start()
+
+    def on_progress(self, event: Any) -> None:
+        with self._lock:
+            self._steps.append(generation_step(event))
+            self._percent = min(99, int(100 * event.step / max(1, event.total)))
+
+    def should_stop(self) -> bool:
+        return self._stopped.is_set()
+
+    def finish(self) -> list[events.Step]:
+        """Stop the thread; returns the steps not yet written (the caller writes them with the job's end)."""
+        self._finished.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._lock:
+            steps, self._steps = self._steps, []
+        return steps
+
+    def _watch(self) -> None:
+        last_written = -PROGRESS_INTERVAL_S
+        while not self._finished.wait(STOP_CHECK_S):
+            try:
+                if time.monotonic() - last_written >= PROGRESS_INTERVAL_S and self._write_progress():
+                    last_written = time.monotonic()
+                    continue
+                with self.sessions() as session:
+                    if records.should_stop(session, self.job_id, self.attempt):
+                        self._stopped.set()
+            except Exception:  # a database hiccup: the next tick tries again
+                log.warning("progress of %s not written", self.job_id, exc_info=True)
+
+    def _write_progress(self) -> bool:
+        """Write the steps since the last write (one commit); False when there were none."""
+        with self._lock:
+            steps, self._steps = self._steps, []
+            percent, self._percent = self._percent, None
+        if percent is None:
+            return False
+        try:
+            with transaction(self.sessions) as session:
+                if records.record_progress(session, self.job_id, percent, attempt=self.attempt):
+                    events.record_steps(session, self.job_id, steps)
+                else:  # no longer running under this attempt
+                    self._stopped.set()
+        except Exception:
+            with self._lock:  # written with the next commit instead
+                self._steps[:0] = steps
+                self._percent = self._percent if self._percent is not None else percent
+            raise
+        return True
 
 
 def generation_step(event: Any) -> events.Step:
