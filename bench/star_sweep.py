@@ -26,11 +26,11 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from learning import STAR_RGB  # noqa: E402
+from learning import STAR_RGB, shape_probabilities  # noqa: E402
 from vae_codec import load_vae, round_trip  # noqa: E402
 
 from ember.engine.toy.measure import STAR_CONFIDENCE, SceneReader  # noqa: E402
-from ember.engine.toy.world import BACKGROUNDS, COLOURS, SIZE  # noqa: E402
+from ember.engine.toy.world import BACKGROUNDS, COLOURS, NEW_SHAPE, SIZE  # noqa: E402
 
 SIZES = (0.3, 0.4, 0.5, 0.6, 0.7)
 RATIOS = (0.35, 0.40, 0.45, 0.50, 0.55)
@@ -83,13 +83,7 @@ class Sweep:
         self.seed = seed
 
     def star_probabilities(self, pictures: Sequence[Image.Image]) -> list[float]:
-        import torch
-
-        from ember.engine.toy.measure import _to_tensor
-
-        star = self.reader.shapes.index("star")
-        with torch.no_grad():
-            return [float(p) for p in self.reader.network(_to_tensor(pictures)).softmax(dim=1)[:, star]]
+        return [row[NEW_SHAPE] for row in shape_probabilities(self.reader, pictures)]
 
     def cell(self, drawing: StarDrawing) -> Cell:
         rng = random.Random(self.seed)  # the same positions in every cell
