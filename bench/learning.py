@@ -477,6 +477,52 @@ def table_rows(
     return rows
 
 
+def shape_probabilities(reader: SceneReader, pictures: Sequence[Image.Image]) -> list[dict[str, float]]:
+    """The shape classifier's probability of each shape for each picture, before the measure's star threshold
+    is applied (the measure reads a star only at `STAR_CONFIDENCE`)."""
+    import torch
+
+    from ember.engine.toy.measure import _to_tensor
+
+    with torch.no_grad():
+        rows = reader.network(_to_tensor(pictures)).softmax(dim=1).tolist()
+    return [dict(zip(reader.shapes, row, strict=True)) for row in rows]
+
+
+def write_samples(reader: SceneReader, pictures: Sequence[Image.Image], folder: Path) -> str:
+    """Each picture as `sample-NN.png` and `probabilities.tsv` (the reading, the classifier's top shape and its
+    probability, the star's probability, every shape's) in `folder`; returns a one-line summary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    readings = reader.read(pictures)
+    probabilities = shape_probabilities(reader, pictures)
+    shapes = list(reader.shapes)
+    lines = ["\t".join(["sample", "reading", "top", "top_p", "star_p", *shapes])]
+    for index, (picture, reading, row) in enumerate(zip(pictures, readings, probabilities, strict=True)):
+        picture.save(folder / f"sample-{index:02d}.png")
+        top = max(row, key=row.__getitem__)
+        lines.append("\t".join([f"{index:02d}", reading.shape, top, f"{row[top]:.3f}", f"{row['star']:.3f}",
+                                *(f"{row[s]:.3f}" for s in shapes)]))
+    (folder / "probabilities.tsv").write_text("\n".join(lines) + "\n")
+    contact_sheet(pictures, [row[NEW_SHAPE] for row in probabilities]).save(folder / "samples.png")
+    tops = sum(max(row, key=row.__getitem__) == NEW_SHAPE for row in probabilities)
+    return (f"{len(pictures)} samples written to {folder}: read as stars {shape_rate(readings, NEW_SHAPE):.2f}, "
+            f"star the classifier's top class {tops / len(pictures):.2f}")
+
+
+def contact_sheet(pictures: Sequence[Image.Image], star: Sequence[float], columns: int = 8,
+                  cell: int = 96) -> Image.Image:
+    """The pictures in rows of `columns`, each with its index and the classifier's star probability below."""
+    label = 16
+    rows = math.ceil(len(pictures) / columns)
+    sheet = Image.new("RGB", (columns * cell, rows * (cell + label)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for index, (picture, p) in enumerate(zip(pictures, star, strict=True)):
+        x, y = (index % columns) * cell, (index // columns) * (cell + label)
+        sheet.paste(picture.resize((cell, cell), Image.Resampling.NEAREST), (x, y))
+        draw.text((x + 4, y + cell + 2), f"{index:02d}  star {p:.2f}", fill=(0, 0, 0))
+    return sheet
+
+
 def check_rows(name: str, check: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     """The check after training as the API shows it: its status, then each measure held to a threshold."""
     if check is None:
@@ -499,15 +545,19 @@ def print_table(rows: list[tuple[str, str, str]], seconds: dict[str, float], emi
     emit(f"{'total':<{step_width}}  {sum(seconds.values()):6.1f} s")
 
 
-def grid_image(subject: SubjectResult, style: StyleResult, columns: int = 5, cell: int = 128) -> Image.Image:
-    """Rows: the concept prompt before and after, one prompt per shape before and after the style model."""
+def grid_image(subject: SubjectResult, style: StyleResult | None, columns: int = 5, cell: int = 128) -> Image.Image:
+    """Rows: the concept prompt before and after, one prompt per shape before and after the style model (when
+    there is one)."""
     label_width = 260
     rows = [
         (f"'{SUBJECT_PROMPT}': base", subject.pictures_before[:columns]),
         (f"'{SUBJECT_PROMPT}': zorb model", subject.pictures_after[:columns]),
-        ("one prompt per shape: base", style.pictures_before[:columns]),
-        ("same prompts: sepia style model", style.pictures_after[:columns]),
     ]
+    if style is not None:
+        rows += [
+            ("one prompt per shape: base", style.pictures_before[:columns]),
+            ("same prompts: sepia style model", style.pictures_after[:columns]),
+        ]
     grid = Image.new("RGB", (label_width + columns * cell, len(rows) * cell), (255, 255, 255))
     draw = ImageDraw.Draw(grid)
     for row, (label, pictures) in enumerate(rows):
@@ -526,6 +576,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=BenchSettings.seed,
                         help="another seed draws other training pictures and samples")
     parser.add_argument("--grid", type=Path, default=None, help="write the before/after grid PNG here")
+    parser.add_argument("--samples", type=Path, default=None,
+                        help="write the subject model's samples of the concept prompt and the classifier's "
+                             "probabilities for each here")
     parser.add_argument("--skip-base", action="store_true", help="skip the base-quality rows")
     parser.add_argument("--skip-style", action="store_true", help="skip the style model (a subject preset search)")
     parser.add_argument("--broken", action="store_true",
@@ -550,7 +603,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         finally:
             bench.close()
         print_table(rows, bench.timed.seconds, print)
-        if args.grid is not None and style is not None:
+        if args.samples is not None:
+            print(write_samples(bench.reader, subject.pictures_after, args.samples))
+        if args.grid is not None:
             args.grid.parent.mkdir(parents=True, exist_ok=True)
             grid_image(subject, style).save(args.grid)
             print(f"grid written to {args.grid}")
