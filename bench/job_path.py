@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from serving import engine_env, free_port, headers_for, seed_clients, start_server
+from serving import engine_env, finished_job, free_port, headers_for, seed_clients, start_server
 
 from ember.config import Settings
 from ember.store.database import open_engine, session_factory, transaction
@@ -31,16 +31,10 @@ from jobs import alternate, body_for, direct_engine, direct_request, timed_job
 
 
 def row_times(data_dir: Path, job_id: str) -> dict[str, float]:
-    engine = open_engine(Settings(data_dir=data_dir).database_url)
-    try:
-        with session_factory(engine)() as session:
-            job = session.get(Job, job_id)
-            assert job is not None and job.started_at is not None and job.finished_at is not None
-            return {name: value.replace(tzinfo=UTC).timestamp() if value.tzinfo is None else value.timestamp()
-                    for name, value in (("inserted", job.created_at), ("claimed", job.started_at),
-                                        ("succeeded", job.finished_at))}
-    finally:
-        engine.dispose()
+    job = finished_job(data_dir, job_id)
+    return {name: value.replace(tzinfo=UTC).timestamp() if value.tzinfo is None else value.timestamp()
+            for name, value in (("inserted", job.created_at), ("claimed", job.started_at),
+                                ("succeeded", job.finished_at))}
 
 
 def in_process_worker(data_dir: Path, model_dir: Path, threads: int, requests: list[dict[str, Any]],

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import os
 import statistics
@@ -37,11 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from serving import engine_env, free_port, headers_for, seed_clients, start_server
+from serving import bench_database, engine_env, free_port, headers_for, seed_clients, start_server
 from sqlalchemy import select
 
-from ember.config import Settings
-from ember.store.database import open_engine, session_factory
 from ember.store.tables import Job, JobState
 
 ORGS = 5
@@ -131,12 +128,6 @@ async def poll_at_rate(base: str, headers: dict[str, str], job_ids: list[str], r
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
-
-
-@functools.cache
-def bench_database(data_dir: Path) -> Any:
-    """One connection pool per data directory for the whole run: the bench's own waiting stays cheap."""
-    return session_factory(open_engine(Settings(data_dir=data_dir).database_url))
 
 
 def final_count(data_dir: Path, job_ids: list[str]) -> int:

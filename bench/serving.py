@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from ember.config import Settings
 from ember.identity import ClientCredentials, create_client
 from ember.store.database import migrate, open_engine, session_factory, transaction
+from ember.store.tables import Job
 
 SCOPE = "openid,AdobeID,firefly_api,ff_apis"
 
@@ -88,3 +91,17 @@ def headers_for(base: str, credentials: ClientCredentials) -> dict[str, str]:
     }
     token = httpx.post(f"{base}/ims/token/v3", data=form).json()["access_token"]
     return {"Authorization": f"Bearer {token}", "x-api-key": credentials.client_id}
+
+
+@functools.cache
+def bench_database(data_dir: Path) -> Any:
+    """One connection pool per data directory for the whole run: the bench's own reads stay cheap."""
+    return session_factory(open_engine(Settings(data_dir=data_dir).database_url))
+
+
+def finished_job(data_dir: Path, job_id: str) -> Job:
+    """A finished job's row, read from the database: it was claimed and it ended."""
+    with bench_database(data_dir)() as session:
+        job = session.get(Job, job_id)
+    assert job is not None and job.started_at is not None and job.finished_at is not None
+    return job

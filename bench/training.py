@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
-from serving import engine_env, free_port, headers_for, seed_clients, start_server
+from serving import engine_env, finished_job, free_port, headers_for, seed_clients, start_server
 from sqlalchemy import select
 
 from ember.config import Settings
@@ -74,14 +74,8 @@ def train_job(client: httpx.Client, asset_id: str, steps: int, poll_s: float) ->
 
 def job_times(data_dir: Path, job_id: str) -> tuple[float, float]:
     """Seconds from submission to the claim, and from the claim to the recorded success."""
-    engine = open_engine(Settings(data_dir=data_dir).database_url)
-    try:
-        with session_factory(engine)() as session:
-            job = session.get(Job, job_id)
-            assert job is not None and job.started_at is not None and job.finished_at is not None
-            return (job.started_at - job.created_at).total_seconds(), (job.finished_at - job.started_at).total_seconds()
-    finally:
-        engine.dispose()
+    job = finished_job(data_dir, job_id)
+    return (job.started_at - job.created_at).total_seconds(), (job.finished_at - job.started_at).total_seconds()
 
 
 def stored_request(data_dir: Path, job_id: str) -> dict[str, Any]:
