@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import io
 import math
+import os
 import random
 import tempfile
 import time
@@ -223,10 +224,14 @@ class EmberApi:
         self._exit = ExitStack()
         self.models: dict[str, str] = {}  # asset id by the bench's name for each model it trained
         if not ray.is_initialized():
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
             self._exit.callback(ray.shutdown)
+        # One engine worker, given every CPU of the local Ray (2 here): a one-worker deployment would be
+        # configured so (EMBER_ENGINE_WORKER_NUM_CPUS), and the bench waits while the worker trains.
+        cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1.0)))
         settings = Settings(data_dir=data_dir, model_dir=model_dir, default_base_model="toy",
-                            rate_limit_per_minute=0, rate_limit_per_day=0, job_timeout_s=1800)
+                            rate_limit_per_minute=0, rate_limit_per_day=0, job_timeout_s=1800,
+                            engine_workers=1, engine_worker_num_cpus=cpus)
         engine = open_engine(settings.database_url)
         migrate(engine)
         engine.dispose()
