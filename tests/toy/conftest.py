@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -35,3 +38,28 @@ def learning_bench_module() -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def every_core() -> Iterator[None]:
+    """The learning tests train custom models and draw with them: they run alone at that point of the suite, so
+    torch may use every core in the test's process (EMBER_TORCH_THREADS still wins where it is set)."""
+    import torch
+
+    from ember.engine.models import THREADS_ENV
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get(THREADS_ENV) or os.cpu_count() or 1))
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def bench(
+    learning_bench_module: ModuleType, toy_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """The learning bench (an Ember app on a local Ray, driven over HTTP), one per learning test module."""
+    settings = learning_bench_module.BenchSettings(images_per_prompt=8, subject_images=32)
+    bench = learning_bench_module.LearningBench(toy_model_dir, tmp_path_factory.mktemp("training"), settings)
+    yield bench
+    bench.close()

@@ -3,43 +3,17 @@
 One subject model (a star called `zorb`) and one style model (sepia) are trained on the `toy` base model through
 the HTTP API, from pictures drawn by the bench (not by the toy world's renderer) uploaded without captions, with
 the default settings; the pictures drawn with them are read by the toy measures (see bench/learning.py).
+test_learning_control.py shows that this gate fails when captioning is broken.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from ember.engine.models import THREADS_ENV
-
-pytestmark = [pytest.mark.slow, pytest.mark.learning]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def every_core() -> Iterator[None]:
-    """The learning test trains three custom models: it runs alone at this point of the suite, so torch may
-    use every core (EMBER_TORCH_THREADS still wins where it is set)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get(THREADS_ENV) or os.cpu_count() or 1))
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def bench(
-    learning_bench_module: ModuleType, toy_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
-    settings = learning_bench_module.BenchSettings(images_per_prompt=8, subject_images=32)
-    bench = learning_bench_module.LearningBench(toy_model_dir, tmp_path_factory.mktemp("training"), settings)
-    yield bench
-    bench.close()
+pytestmark = [pytest.mark.slow, pytest.mark.learning, pytest.mark.usefixtures("every_core")]
 
 
 @pytest.fixture(scope="module")
@@ -92,30 +66,3 @@ def test_a_subject_model_that_learned_passes_its_check_and_publishes(subject: An
 def test_a_style_model_that_carries_its_style_passes_its_check(style: Any) -> None:
     assert style.check["status"] == "passed", style.check
     assert [m["name"] for m in style.check["measures"] if m["passed"] is not None] == ["styleRate"]
-
-
-@pytest.fixture(scope="module")
-def old_captioner_star_rate(bench: Any, learning_bench_module: ModuleType) -> float:
-    with learning_bench_module.old_captioner():
-        rate: float = bench.subject_star_rate_after_training("old-captioner")
-    return rate
-
-
-def test_the_learning_test_fails_when_the_old_captioner_is_plugged_back_in(
-    old_captioner_star_rate: float, learning_bench_module: ModuleType
-) -> None:
-    assert old_captioner_star_rate < learning_bench_module.MIN_STAR_RATE_AFTER
-
-
-def test_a_model_that_did_not_learn_fails_its_check_and_publishes_only_with_force(
-    old_captioner_star_rate: float, bench: Any
-) -> None:
-    check = bench.api.model("old-captioner")["check"]
-    assert check["status"] == "failed", check
-    assert check["summary"].startswith("not learned: ")
-    refused = bench.api.publish("old-captioner")
-    assert (refused.status_code, refused.json()["error_code"]) == (409, "model_check_failed")
-    assert check["summary"] in refused.json()["message"]
-    assert bench.api.model("old-captioner")["publishedState"] == "never"
-    forced = bench.api.publish("old-captioner", force=True)
-    assert (forced.status_code, forced.json()["publishedState"]) == (200, "published")
