@@ -1,6 +1,7 @@
 """In the browser, on the default base model `toy`, from the user's own drawn pictures with captions untouched:
-a model whose check after training failed shows it on its page, and publishing it asks for confirmation
-first; declining publishes nothing, confirming publishes it."""
+a model trained with the default settings learns the subject, its check says so and it publishes at once; a
+model whose check after training failed shows it on its page, and publishing it asks for confirmation first;
+declining publishes nothing, confirming publishes it."""
 
 from __future__ import annotations
 
@@ -51,21 +52,25 @@ def star_pictures(directory: Path, count: int = 10) -> list[Path]:
     return paths
 
 
-def test_publishing_a_model_whose_check_failed_asks_first_in_the_browser(
-    server: Any, browser: Any, artifacts: Path, tmp_path: Path
-) -> None:
+def train_star_model(
+    server: Any, browser: Any, walk_prefix: str, artifacts: Path, tmp_path: Path, email: str,
+    steps: str | None = None,
+) -> tuple[Any, Walk, list[str]]:
+    """Sign in as a new user, create a subject model on `toy` with the concept word `zorb`, upload the drawn
+    stars with the captions the toy captioner writes, train it (the default settings unless `steps` is given)
+    and wait for the model page that shows its check: the page, its walk and the page's errors."""
     from playwright.sync_api import expect
 
-    server.add_user("acme", EMAIL, PASSWORD)
+    server.add_user(email.split("@")[1].split(".")[0], email, PASSWORD)
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.set_default_timeout(STEP_TIMEOUT_MS)
     expect.set_options(timeout=STEP_TIMEOUT_MS)
-    walk = Walk(page, artifacts, "check-")
+    walk = Walk(page, artifacts, walk_prefix)
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
 
     page.goto(f"{server.url}/")
-    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Custom models")).to_be_visible()
@@ -87,12 +92,39 @@ def test_publishing_a_model_whose_check_failed_asks_first_in_the_browser(
         re.compile(r"^a zorb on a (gray|black|purple) background$")
     )
     page.get_by_role("textbox", name="Sample prompt").fill("a zorb on a gray background")
-    page.get_by_text("Advanced").click()
-    page.get_by_label("Training steps").fill(TRAINING_STEPS)
+    if steps is not None:
+        page.get_by_text("Advanced").click()
+        page.get_by_label("Training steps").fill(steps)
     page.get_by_role("button", name="Train", exact=True).click()
-    # Training, then the check after it (80 pictures on `toy`), until the preview appears.
+    # Training, then the check after it (72 pictures on `toy`), until the preview appears.
     expect(page.get_by_role("heading", name="Preview and test")).to_be_visible(timeout=CHECKED_TIMEOUT_MS)
+    return page, walk, problems
 
+
+def test_a_model_trained_with_the_defaults_in_the_browser_learns_the_subject_and_publishes(
+    server: Any, browser: Any, artifacts: Path, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page, walk, problems = train_star_model(server, browser, "learned-", artifacts, tmp_path, "ada@zeta.test")
+    check = page.locator("#model-check")
+    expect(check).to_contain_text(re.compile(r"Check: learned: (0\.[5-9]\d|1\.00) of samples show the subject"))
+    expect(check.get_by_role("img")).to_have_count(4)
+    walk.shot("check-passed")
+    # No confirmation is asked: a dialog would fail the test.
+    page.once("dialog", lambda dialog: problems.append(f"unexpected dialog: {dialog.message}"))
+    page.get_by_role("button", name="Publish").click()
+    expect(page.locator(".page-head .badge.ok")).to_have_text("published")
+    walk.shot("published")
+    assert problems == []
+
+
+def test_publishing_a_model_whose_check_failed_asks_first_in_the_browser(
+    server: Any, browser: Any, artifacts: Path, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page, walk, problems = train_star_model(server, browser, "check-", artifacts, tmp_path, EMAIL, TRAINING_STEPS)
     check = page.locator("#model-check")
     expect(check).to_contain_text("Check failed — not learned: 0.00 of samples show the subject")
     expect(check.get_by_role("img")).to_have_count(4)
