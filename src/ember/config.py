@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         "or 1 without GPUs.",
     )
     engine_worker_num_cpus: float = Field(1.0, gt=0, description="CPUs Ray reserves for each engine worker.")
+    engine_worker_torch_threads: int | None = Field(
+        None, ge=1, description="Torch threads of each engine worker; unset: its CPUs (at least 1)."
+    )
     engine_worker_num_gpus: float | None = Field(
         None,
         ge=0,

@@ -319,7 +319,9 @@ class Dispatcher(OnRay):
             model_dir=str(self.settings.model_dir),
             data_dir=str(self.settings.data_dir),
             lora_cache_size=self.settings.engine_lora_cache_size,
-            torch_threads=max(1, int(self.settings.engine_worker_num_cpus)),
+            torch_threads=(
+                self.settings.engine_worker_torch_threads or max(1, int(self.settings.engine_worker_num_cpus))
+            ),
             heartbeat_interval_s=max(0.2, self.settings.heartbeat_timeout_s / 5),
             region=self.settings.region,
             allow_private_reference_urls=self.settings.allow_private_reference_urls,
