@@ -226,12 +226,12 @@ class EmberApi:
         if not ray.is_initialized():
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
             self._exit.callback(ray.shutdown)
-        # One engine worker, given every CPU of the local Ray (2 here): a one-worker deployment would be
-        # configured so (EMBER_ENGINE_WORKER_NUM_CPUS), and the bench waits while the worker trains.
-        cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1.0)))
+        # One engine worker that trains on every core (2 here), as a one-worker deployment on this machine would
+        # be configured (EMBER_ENGINE_WORKER_TORCH_THREADS): the bench waits while the worker trains. Ray still
+        # reserves one CPU for it: in the test suite Ray is shared with earlier tests, whose actors may hold one.
         settings = Settings(data_dir=data_dir, model_dir=model_dir, default_base_model="toy",
                             rate_limit_per_minute=0, rate_limit_per_day=0, job_timeout_s=1800,
-                            engine_workers=1, engine_worker_num_cpus=cpus)
+                            engine_workers=1, engine_worker_torch_threads=os.cpu_count() or 1)
         engine = open_engine(settings.database_url)
         migrate(engine)
         engine.dispose()
