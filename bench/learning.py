@@ -227,11 +227,14 @@ class EmberApi:
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
             self._exit.callback(ray.shutdown)
         # One engine worker that trains on every core (2 here), as a one-worker deployment on this machine would
-        # be configured (EMBER_ENGINE_WORKER_TORCH_THREADS): the bench waits while the worker trains. Ray still
-        # reserves one CPU for it: in the test suite Ray is shared with earlier tests, whose actors may hold one.
+        # be configured: the bench waits while the worker trains. Ray reserves for it the CPUs that are free
+        # (in the test suite Ray is shared with earlier tests, whose actors may still hold one; a worker asking
+        # for more than is free would never start), and it runs a torch thread per core either way.
+        free = float(ray.available_resources().get("CPU", 1.0))
         settings = Settings(data_dir=data_dir, model_dir=model_dir, default_base_model="toy",
-                            rate_limit_per_minute=0, rate_limit_per_day=0, job_timeout_s=1800,
-                            engine_workers=1, engine_worker_torch_threads=os.cpu_count() or 1)
+                            rate_limit_per_minute=0, rate_limit_per_day=0, job_timeout_s=1800, engine_workers=1,
+                            engine_worker_num_cpus=max(1.0, min(float(os.cpu_count() or 1), free)),
+                            engine_worker_torch_threads=os.cpu_count() or 1)
         engine = open_engine(settings.database_url)
         migrate(engine)
         engine.dispose()
