@@ -18,7 +18,7 @@ star's probability reaches `STAR_CONFIDENCE`. This bench prints, for a range of 
 - with `--samples DIR…`, folders of `sample-NN.png` written by `bench/learning.py --samples` (a custom model's
   pictures of the concept prompt; unlabelled: look at them, as docs/toy.md does).
 
-The committed threshold, 0.5, is the majority rule (the star holds more than half the probability); the table
+The committed threshold, 0.5, is the majority rule (the star holds at least half the probability); the table
 shows what it costs and gains against a stricter one (docs/toy.md, "The star threshold"). No training; about
 two minutes on two cores (drawing the base model's samples is most of it).
 `HF_HUB_OFFLINE=1 python bench/star_threshold.py [--samples DIR ...]`

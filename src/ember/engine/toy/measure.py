@@ -26,7 +26,7 @@ _MIN_SHAPE_PIXELS = 20
 # A pixel is "sepia" when it lies this close to the sepia palette at its own brightness.
 _SEPIA_DISTANCE = 45.0
 _SEPIA_SHARE = 0.5
-# A star is read only when the classifier gives it more than half its probability: the base model never
+# A star is read only when the classifier gives it at least half its probability: the base model never
 # learned stars, and its blurred attempts at other shapes sometimes look a little like one (at most 0.38 on the
 # base model's samples of every base prompt), so reading those as stars would count leakage that is not there.
 # `bench/star_threshold.py` measures what it reads (docs/toy.md, "The star threshold"): no false star on the
