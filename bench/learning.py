@@ -317,6 +317,30 @@ def old_captioner() -> Iterator[None]:
         registry._MODELS["toy"] = original
 
 
+def draw(engine: Any, prompt: str, seeds: Sequence[int], loras: Sequence[LoraRef] = (), steps: int | None = None,
+         guidance_scale: float | None = None) -> list[Image.Image]:
+    """Pictures of one prompt with the toy model through `Engine.generate`, one per seed, four seeds per call
+    (the API's limit)."""
+    pictures: list[Image.Image] = []
+    for start in range(0, len(seeds), 4):
+        request = GenerationRequest(
+            base_model=BASE_MODEL, prompt=prompt, seeds=list(seeds[start : start + 4]), width=64, height=64,
+            loras=list(loras), mimetype="image/png", steps=steps, guidance_scale=guidance_scale,
+        )
+        pictures += [Image.open(io.BytesIO(image.data)).convert("RGB") for image in engine.generate(request)]
+    return pictures
+
+
+def base_quality_prompts(seed: int) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """The base-quality rows' prompts for `seed`: ten seen (shape, colour) pairs and the held-out pairs, each on
+    one of the world's backgrounds."""
+    rng = random.Random(seed)
+    backgrounds = ("black", "gray", "purple")
+    seen = [(s, c, rng.choice(backgrounds)) for s, c in rng.sample(SEEN_PAIRS, 10)]
+    held_out = [(s, c, rng.choice(backgrounds)) for s, c in sorted(HELD_OUT_PAIRS)]
+    return seen, held_out
+
+
 class LearningBench:
     """Draws with the toy model through the engine and reads the pictures with the toy measures."""
 
@@ -338,18 +362,9 @@ class LearningBench:
         self.api.close()
 
     def draw(self, prompt: str, count: int, loras: Sequence[LoraRef] = ()) -> list[Image.Image]:
-        """`count` pictures of one prompt, seeds 0…count-1, four per engine call (the API's limit)."""
-        pictures: list[Image.Image] = []
+        """`count` pictures of one prompt, seeds from the bench's seed on."""
         seeds = [self.settings.seed + i for i in range(count)]
-        for start in range(0, count, 4):
-            request = GenerationRequest(
-                base_model=BASE_MODEL, prompt=prompt, seeds=seeds[start : start + 4], width=64, height=64,
-                loras=list(loras), mimetype="image/png", steps=self.settings.inference_steps,
-                guidance_scale=self.settings.guidance_scale,
-            )
-            for image in self.engine.generate(request):
-                pictures.append(Image.open(io.BytesIO(image.data)).convert("RGB"))
-        return pictures
+        return draw(self.engine, prompt, seeds, loras, self.settings.inference_steps, self.settings.guidance_scale)
 
     def read_prompts(
         self, prompts: Sequence[tuple[str, str, str]], loras: Sequence[LoraRef] = ()
@@ -361,10 +376,7 @@ class LearningBench:
         return scores
 
     def base_quality(self) -> BaseQuality:
-        rng = random.Random(self.settings.seed)
-        backgrounds = ("black", "gray", "purple")
-        seen = [(s, c, rng.choice(backgrounds)) for s, c in rng.sample(SEEN_PAIRS, 10)]
-        held_out = [(s, c, rng.choice(backgrounds)) for s, c in sorted(HELD_OUT_PAIRS)]
+        seen, held_out = base_quality_prompts(self.settings.seed)
         with self.timed.step("base quality: seen pairs"):
             seen_score = mean_score(self.read_prompts(seen))
         with self.timed.step("base quality: held-out pairs"):
@@ -486,15 +498,9 @@ def table_rows(
 
 
 def shape_probabilities(reader: SceneReader, pictures: Sequence[Image.Image]) -> list[dict[str, float]]:
-    """The shape classifier's probability of each shape for each picture, before the measure's star threshold
-    is applied (the measure reads a star only at `STAR_CONFIDENCE`)."""
-    import torch
-
-    from ember.engine.toy.measure import _to_tensor
-
-    with torch.no_grad():
-        rows = reader.network(_to_tensor(pictures)).softmax(dim=1).tolist()
-    return [dict(zip(reader.shapes, row, strict=True)) for row in rows]
+    """The shape classifier's probability of each shape for each picture, by name, before the measure's star
+    threshold is applied (the measure reads a star only at `STAR_CONFIDENCE`)."""
+    return [dict(zip(reader.shapes, row, strict=True)) for row in reader.probabilities(pictures).tolist()]
 
 
 def write_samples(reader: SceneReader, pictures: Sequence[Image.Image], folder: Path) -> str:

@@ -37,23 +37,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from learning import BASE_MODEL, SUBJECT_PROMPT, shape_probabilities  # noqa: E402
+from learning import SUBJECT_PROMPT, base_quality_prompts, draw, shape_probabilities  # noqa: E402
 from star_sweep import StarDrawing, draw_star  # noqa: E402
 from vae_codec import load_vae, round_trip  # noqa: E402
 
 from ember.engine.toy.check import BASE_PROMPTS  # noqa: E402
-from ember.engine.toy.measure import STAR_CONFIDENCE, SceneReader, _degraded  # noqa: E402
-from ember.engine.toy.world import (  # noqa: E402
-    ALL_SHAPES,
-    COLOURS,
-    HELD_OUT_PAIRS,
-    NEW_SHAPE,
-    SEEN_PAIRS,
-    STYLES,
-    caption,
-    random_scene,
-    render,
-)
+from ember.engine.toy.measure import STAR_CONFIDENCE, SceneReader, degraded_renders  # noqa: E402
+from ember.engine.toy.world import ALL_SHAPES, NEW_SHAPE, caption  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # Seeds the classifier did not train on (it trains on seed 0 and reports its accuracy on seed 1).
@@ -71,9 +61,7 @@ class PictureSet:
 
 
 def world_renders(shapes: Sequence[str], count: int, seed: int) -> list[Image.Image]:
-    rng = random.Random(seed)
-    pairs = tuple((shape, colour) for shape in shapes for colour in COLOURS)
-    return [_degraded(render(random_scene(rng, pairs=pairs, style=rng.choice(STYLES))), rng) for _ in range(count)]
+    return degraded_renders(random.Random(seed), count, shapes)[0]
 
 
 def drawn_stars(count: int, seed: int) -> list[Image.Image]:
@@ -87,27 +75,16 @@ def drawn_stars(count: int, seed: int) -> list[Image.Image]:
 
 
 def base_model_samples(per_prompt: int, concept_samples: int) -> list[Image.Image]:
-    import io
     import tempfile
 
     from ember.engine.generate import Engine
-    from ember.engine.types import GenerationRequest
 
-    rng = random.Random(0)
-    backgrounds = ("black", "gray", "purple")
-    seen = [(s, c, rng.choice(backgrounds)) for s, c in rng.sample(SEEN_PAIRS, 10)]
-    held_out = [(s, c, rng.choice(backgrounds)) for s, c in sorted(HELD_OUT_PAIRS)]
+    seen, held_out = base_quality_prompts(0)
     prompts = [(caption(*p), per_prompt) for p in (*seen, *held_out, *BASE_PROMPTS)]
     prompts.append((SUBJECT_PROMPT, concept_samples))
-    pictures: list[Image.Image] = []
     with tempfile.TemporaryDirectory(prefix="ember-threshold-") as scratch:
         engine = Engine(Path(scratch))
-        for prompt, count in prompts:
-            for start in range(0, count, 4):
-                request = GenerationRequest(base_model=BASE_MODEL, prompt=prompt, width=64, height=64,
-                                            seeds=list(range(start, min(count, start + 4))), mimetype="image/png")
-                pictures += [Image.open(io.BytesIO(image.data)).convert("RGB") for image in engine.generate(request)]
-    return pictures
+        return [picture for prompt, count in prompts for picture in draw(engine, prompt, range(count))]
 
 
 def summary(sets: Sequence[PictureSet], threshold: float) -> str:

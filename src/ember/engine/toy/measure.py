@@ -86,9 +86,12 @@ def _degraded(image: Image.Image, rng: random.Random) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8))
 
 
-def _training_pictures(rng: random.Random, count: int) -> tuple[list[Image.Image], list[int]]:
-    # Every shape in every colour and style: the classifier must read held-out pairs and stars too.
-    pairs = tuple((shape, colour) for shape in ALL_SHAPES for colour in COLOURS)
+def degraded_renders(
+    rng: random.Random, count: int, shapes: Sequence[str] = ALL_SHAPES
+) -> tuple[list[Image.Image], list[int]]:
+    """World renders of `shapes` in every colour and style, degraded like generated pictures, with each one's
+    index in ALL_SHAPES: what the classifier trains on (every shape, so it reads held-out pairs and stars too)."""
+    pairs = tuple((shape, colour) for shape in shapes for colour in COLOURS)
     images, labels = [], []
     for _ in range(count):
         scene = random_scene(rng, pairs=pairs, style=rng.choice(STYLES))
@@ -110,7 +113,7 @@ def train_shape_classifier(out_dir: Path, config: ShapeClassifierConfig, threads
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.learning_rate, total_steps=config.steps)
     network.train()
     for _ in range(config.steps):
-        images, labels = _training_pictures(rng, config.batch)
+        images, labels = degraded_renders(rng, config.batch)
         loss = torch.nn.functional.cross_entropy(network(_to_tensor(images)), torch.tensor(labels))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -121,7 +124,7 @@ def train_shape_classifier(out_dir: Path, config: ShapeClassifierConfig, threads
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(out_dir / CLASSIFIER_WEIGHTS))
     (out_dir / CLASSIFIER_CONFIG).write_text(json.dumps({**asdict(config), "shapes": list(ALL_SHAPES)}) + "\n")
-    images, labels = _training_pictures(random.Random(config.seed + 1), 600)
+    images, labels = degraded_renders(random.Random(config.seed + 1), 600)
     with torch.no_grad():
         predicted = network(_to_tensor(images)).argmax(dim=1)
     return float((predicted == torch.tensor(labels)).float().mean())
@@ -180,11 +183,16 @@ class SceneReader:
         self.network.eval()
         self._torch = torch
 
+    def probabilities(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The classifier's probability of each shape (in `shapes` order) for each picture, one row per picture,
+        before the star threshold `read` applies."""
+        with self._torch.no_grad():
+            return self.network(_to_tensor(images)).softmax(dim=1)
+
     def read(self, images: Sequence[Image.Image]) -> list[SceneReading]:
         if not images:
             return []
-        with self._torch.no_grad():
-            probabilities = self.network(_to_tensor(images)).softmax(dim=1)
+        probabilities = self.probabilities(images)
         readings = []
         star = self.shapes.index("star")
         for image, row in zip(images, probabilities, strict=True):
