@@ -333,6 +333,36 @@ def test_a_flipped_flow_target_fails_the_sampling_check(
     assert latent_error_ratio("tiny-flux", model_dir, result.lora_path) > 0.5
 
 
+@pytest.mark.parametrize("base_model", ("tiny", *FAMILY_MODELS))
+def test_a_step_predicts_its_groups_of_one_size_in_one_pass_and_loses_what_separate_passes_lose(
+    base_model: str, model_dir: Path
+) -> None:
+    """A training step's instance, replay and class examples share one denoiser pass where their latents have
+    one size (cheaper than a pass each); each group's mean loss is what its own pass gives."""
+    from ember.engine import train
+
+    spec = get_base_model(base_model)
+    family = families.family_for(spec, resolve_model_path(spec, model_dir), "cpu", torch.float32)
+    conditioning = family.encode_captions([CAPTION, "a blue cup on a shelf"])
+    channels = family.vae.config.latent_channels
+
+    def noised(count: int, side: int, seed: int) -> Any:
+        generator = torch.Generator().manual_seed(seed)
+        batch = families.Batch(
+            torch.randn(count, channels, side, side, generator=generator),
+            conditioning.select(torch.arange(count) % 2),
+            torch.tensor([[8.0 * side, 8.0 * side, 0.0, 0.0, 8.0 * side, 8.0 * side]] * count),
+        )
+        return train._noised(family, batch, generator)
+
+    parts = [noised(3, 8, 1), noised(2, 16, 2), noised(2, 8, 3)]  # two of one size, one of another
+    with torch.no_grad():
+        together = torch.stack(train._mean_losses(family, parts, None))
+        apart = torch.stack([train._mean_losses(family, [part], None)[0] for part in parts])
+    assert torch.allclose(together, apart, rtol=1e-4, atol=1e-6), (together, apart)
+    assert len(set(together.tolist())) == 3  # each group's own loss, in the order given
+
+
 @pytest.mark.parametrize("base_model", FAMILY_MODELS)
 def test_resume_after_a_kill_reaches_the_weights_of_an_uninterrupted_run(
     base_model: str, model_dir: Path, tmp_path: Path

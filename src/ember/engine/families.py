@@ -35,6 +35,16 @@ class Conditioning:
     def select(self, index: torch.Tensor) -> Conditioning:
         return Conditioning(self.hidden[index], None if self.pooled is None else self.pooled[index])
 
+    @staticmethod
+    def concat(parts: list[Conditioning]) -> Conditioning:
+        import torch
+
+        pooled = [part.pooled for part in parts]
+        return Conditioning(
+            torch.cat([part.hidden for part in parts]),
+            None if any(p is None for p in pooled) else torch.cat(pooled),  # type: ignore[arg-type]
+        )
+
 
 @dataclass
 class Batch:
@@ -47,6 +57,17 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.latents)
+
+    @staticmethod
+    def concat(parts: list[Batch]) -> Batch:
+        """The examples of several batches of one latent size as one batch, in order."""
+        import torch
+
+        return Batch(
+            torch.cat([part.latents for part in parts]),
+            Conditioning.concat([part.conditioning for part in parts]),
+            torch.cat([part.time_ids for part in parts]),
+        )
 
 
 def crop_time_ids(original: tuple[int, int], target: tuple[int, int]) -> tuple[int, ...]:
