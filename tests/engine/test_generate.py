@@ -47,6 +47,21 @@ def test_a_seed_gives_the_same_image_alone_or_in_a_batch(engine: Any, make_reque
     assert np.abs(alone - batched).max() <= 2
 
 
+def test_the_engine_draws_more_seeds_a_call_than_a_request_asks_for_up_to_its_batch_limit(
+    engine: Any, make_request: Request
+) -> None:
+    """Ember's own callers (the check after training) draw up to MAX_BATCH pictures at once; the API's limit of
+    4 a request is the API's (tests/api)."""
+    from ember.engine.generate import MAX_BATCH, MAX_VARIATIONS
+
+    seeds = list(range(MAX_VARIATIONS + 2))
+    batched = render(engine, make_request(seeds=seeds))
+    assert len(batched) == len(seeds)
+    assert np.abs(batched[-1] - render(engine, make_request(seeds=seeds[-1:]))[0]).max() <= 2
+    with pytest.raises(InvalidRequest, match=f"between 1 and {MAX_BATCH} seeds"):
+        engine.generate(make_request(seeds=list(range(MAX_BATCH + 1))))
+
+
 def test_output_has_the_requested_size(engine: Any, make_request: Request) -> None:
     image = engine.generate(make_request(width=1344, height=768))[0]
     assert (image.width, image.height) == (1344, 768)
@@ -142,7 +157,7 @@ def test_base_pipeline_stays_loaded_between_calls(engine: Any, make_request: Req
 @pytest.mark.parametrize(
     "fields",
     [
-        {"seeds": [1, 2, 3, 4, 5]},
+        {"seeds": list(range(33))},  # more than MAX_BATCH
         {"seeds": [1, 1]},
         {"seeds": [-1]},
         {"mimetype": "image/gif"},

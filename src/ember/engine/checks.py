@@ -34,8 +34,6 @@ SAMPLE_COUNT = 4
 _SEED = 1000
 # The side of the thumbnails compared by `likeness_to`.
 _THUMBNAIL = 16
-# How many pictures one engine call draws (the API's own limit per request).
-_PER_CALL = 4
 
 
 @dataclass(frozen=True)
@@ -112,13 +110,15 @@ class BaseModelCheck(Protocol):
 def draw(
     drawer: Drawer, spec: BaseModelSpec, prompt: str, count: int, loras: Sequence[LoraRef] = (), seed: int = _SEED
 ) -> list[Image.Image]:
-    """`count` pictures of `prompt` at the base model's first native size, fixed seeds, PNG."""
+    """`count` pictures of `prompt` at the base model's first native size, fixed seeds, PNG, `check_batch` of
+    them an engine call."""
     width, height = spec.native_resolutions[0]
     pictures: list[Image.Image] = []
     seeds = [seed + i for i in range(count)]
-    for start in range(0, count, _PER_CALL):
+    for start in range(0, count, spec.check_batch):
         request = GenerationRequest(
-            base_model=spec.name, prompt=prompt, seeds=seeds[start : start + _PER_CALL], width=width, height=height,
+            base_model=spec.name, prompt=prompt, seeds=seeds[start : start + spec.check_batch], width=width,
+            height=height,
             loras=list(loras), mimetype="image/png",
         )
         for image in drawer.generate(request):

@@ -56,7 +56,8 @@ class BaseModelSpec:
     closed set: captions are checked against it, and a concept word must be one of its words; `concept_words`
     are the words of it that nothing in the base model's training used, offered as concept words.
     `checker` ("module:Class") measures a trained custom model with the base model's own measures before it is
-    published (ember.engine.checks); without one only the generic figures are shown.
+    published (ember.engine.checks); without one only the generic figures are shown. `check_batch` is how many
+    pictures the check draws in one engine call: as many as an API request (4) unless the model is small.
     """
 
     name: str
@@ -81,6 +82,7 @@ class BaseModelSpec:
     vocabulary: str | None = None
     concept_words: tuple[str, ...] = ()
     checker: str | None = None
+    check_batch: int = 4
 
     @property
     def is_builtin(self) -> bool:
@@ -175,6 +177,7 @@ _MODELS: dict[str, BaseModelSpec] = {
             vocabulary="ember.engine.toy.world:VOCABULARY",
             concept_words=("zorb",),
             checker="ember.engine.toy.check:ToyCheck",
+            check_batch=16,
             default_steps=20,
             training_presets={
                 "subject": {

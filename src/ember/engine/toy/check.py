@@ -70,13 +70,11 @@ class ToyCheck:
         prompt = check.sample_prompt if concept in check.sample_prompt.split() else caption(concept, None, "gray")
         after = self.reader.read(draw(drawer, check.spec, prompt, CONCEPT_SAMPLES, [check.lora], seed=0))
         rate = shape_rate(after, shape)
-        before_scores, after_scores = [], []
-        for other_shape, colour, background in BASE_PROMPTS:
-            text = caption(other_shape, colour, background)
-            before_scores.append(_both_right(self.reader.read(draw(drawer, check.spec, text, PER_PROMPT)),
-                                             other_shape, colour))
-            after_scores.append(_both_right(
-                self.reader.read(draw(drawer, check.spec, text, PER_PROMPT, [check.lora])), other_shape, colour))
+        # All prompts with the custom model, then all without: the worker merges it into the weights once.
+        after_scores = [_both_right(self.reader.read(draw(drawer, check.spec, caption(*prompt), PER_PROMPT,
+                                                          [check.lora])), *prompt[:2]) for prompt in BASE_PROMPTS]
+        before_scores = [_both_right(self.reader.read(draw(drawer, check.spec, caption(*prompt), PER_PROMPT)),
+                                     *prompt[:2]) for prompt in BASE_PROMPTS]
         other_before = sum(before_scores) / len(before_scores)
         other_after = sum(after_scores) / len(after_scores)
         learned = rate >= MIN_CONCEPT_RATE
