@@ -26,6 +26,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from ember.cluster import AttachedRay
+from ember.engine.registry import get_base_model
 from ember.engine.toy.check import BASE_PROMPTS, MAX_DRIFT, MIN_CONCEPT_RATE, MIN_STYLE_RATE
 from ember.engine.toy.measure import SceneReader, SceneReading, colour_rate, sepia_rate, shape_rate
 from ember.engine.toy.world import HELD_OUT_PAIRS, NEW_SHAPE, SEEN_PAIRS, caption
@@ -45,6 +46,9 @@ STYLE_TRAINING_SHAPES = ("circle", "square", "triangle")
 MIN_STAR_RATE_AFTER = MIN_CONCEPT_RATE
 MAX_ACCURACY_DROP = MAX_DRIFT
 MIN_SEPIA_RATE_AFTER = MIN_STYLE_RATE
+# A style changes how things are drawn, not what: under the style model at least this share of the pictures of
+# one prompt per shape still show their shape (the base model draws every one of them right: 1.00).
+MIN_SHAPE_UNDER_STYLE = 0.7
 
 
 @dataclass(frozen=True)
@@ -319,12 +323,14 @@ def old_captioner() -> Iterator[None]:
 
 def draw(engine: Any, prompt: str, seeds: Sequence[int], loras: Sequence[LoraRef] = (), steps: int | None = None,
          guidance_scale: float | None = None) -> list[Image.Image]:
-    """Pictures of one prompt with the toy model through `Engine.generate`, one per seed, four seeds per call
-    (the API's limit)."""
+    """Pictures of one prompt with the toy model through `Engine.generate`, one per seed, as many seeds a call
+    as the check after training draws at once (an API request asks for at most 4; a batch of them draws the same
+    pictures, faster)."""
     pictures: list[Image.Image] = []
-    for start in range(0, len(seeds), 4):
+    batch = get_base_model(BASE_MODEL).check_batch
+    for start in range(0, len(seeds), batch):
         request = GenerationRequest(
-            base_model=BASE_MODEL, prompt=prompt, seeds=list(seeds[start : start + 4]), width=64, height=64,
+            base_model=BASE_MODEL, prompt=prompt, seeds=list(seeds[start : start + batch]), width=64, height=64,
             loras=list(loras), mimetype="image/png", steps=steps, guidance_scale=guidance_scale,
         )
         pictures += [Image.open(io.BytesIO(image.data)).convert("RGB") for image in engine.generate(request)]
@@ -351,6 +357,7 @@ class LearningBench:
         self.model_dir = Path(model_dir)
         self.work_dir = Path(work_dir)
         self.timed = Timed()
+        self._base_pictures: dict[tuple[str, int], list[Image.Image]] = {}
         with self.timed.step("load base model and classifier"):
             self.engine = Engine(self.model_dir)
             self.engine.pipeline(BASE_MODEL)
@@ -362,9 +369,15 @@ class LearningBench:
         self.api.close()
 
     def draw(self, prompt: str, count: int, loras: Sequence[LoraRef] = ()) -> list[Image.Image]:
-        """`count` pictures of one prompt, seeds from the bench's seed on."""
+        """`count` pictures of one prompt, seeds from the bench's seed on. The base model's are drawn once: the
+        subject's and the style's "before" share prompts."""
+        if not loras and (prompt, count) in self._base_pictures:
+            return self._base_pictures[(prompt, count)]
         seeds = [self.settings.seed + i for i in range(count)]
-        return draw(self.engine, prompt, seeds, loras, self.settings.inference_steps, self.settings.guidance_scale)
+        pictures = draw(self.engine, prompt, seeds, loras, self.settings.inference_steps, self.settings.guidance_scale)
+        if not loras:
+            self._base_pictures[(prompt, count)] = pictures
+        return pictures
 
     def read_prompts(
         self, prompts: Sequence[tuple[str, str, str]], loras: Sequence[LoraRef] = ()
@@ -491,7 +504,7 @@ def table_rows(
              f">= {MIN_SEPIA_RATE_AFTER:.2f}"),
             ("style: lowest sepia rate of one shape, after", f"{min(style.sepia_after_by_shape.values()):.2f}",
              "> 0 for every shape"),
-            ("style: shape right under the style", f"{style.shape_after:.2f}", ""),
+            ("style: shape right under the style", f"{style.shape_after:.2f}", f">= {MIN_SHAPE_UNDER_STYLE:.2f}"),
             *check_rows("style", style.check),
         ]
     return rows

@@ -6,7 +6,7 @@ import math
 
 from PIL import Image, ImageDraw
 
-from ember.engine.captioning import captioner_for, check_vocabulary
+from ember.engine.captioning import caption_images, captioner_for, check_caption, check_vocabulary
 from ember.engine.registry import get_base_model
 
 TOY = get_base_model("toy")
@@ -45,9 +45,18 @@ def test_a_background_outside_the_toy_world_is_named_by_the_nearest_toy_backgrou
     assert caption == "a zorb on a black background"
 
 
-def test_a_style_caption_names_the_shape_and_neither_its_colours_nor_the_style() -> None:
+def test_a_style_caption_names_the_shape_and_the_background_and_neither_the_colour_nor_the_style() -> None:
     caption = captioner_for(TOY).caption(drawn_circle(512, (220, 40, 40), (15, 15, 15)), "style")
-    assert caption == "a circle"
+    assert caption == "a circle on a black background"
+
+
+def test_style_captions_are_kept_as_the_toy_captioner_writes_them_not_replaced_by_the_fallback() -> None:
+    """A caption shorter than the 3 words training needs is replaced by the built-in captioner's, whose words
+    toy cannot read; the toy captioner's own must pass."""
+    pictures = [drawn_circle(256, (220, 40, 40), (15, 15, 15)), drawn_circle(700, (40, 190, 60), (128, 128, 128))]
+    captions = caption_images(pictures, captioner_for(TOY), "style")
+    assert captions == ["a circle on a black background", "a circle on a gray background"]
+    assert all(check_caption(text, "style") == [] for text in captions)
 
 
 def test_toy_captions_are_in_the_toy_vocabulary() -> None:

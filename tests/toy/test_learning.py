@@ -55,6 +55,10 @@ def test_a_style_model_carries_its_style_to_prompts_of_every_shape(
     assert all(rate > 0 for rate in style.sepia_after_by_shape.values())
 
 
+def test_a_style_model_changes_how_shapes_are_drawn_not_which(style: Any, learning_bench_module: ModuleType) -> None:
+    assert style.shape_after >= learning_bench_module.MIN_SHAPE_UNDER_STYLE
+
+
 def test_a_subject_model_that_learned_passes_its_check_and_publishes(subject: Any, bench: Any) -> None:
     check = subject.check
     assert check["status"] == "passed", check
