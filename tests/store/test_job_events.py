@@ -51,6 +51,22 @@ def test_a_job_s_state_changes_and_steps_are_numbered_in_order(sessions: session
     ]
 
 
+def test_a_claim_returns_the_attempt_the_request_and_the_kind_once(sessions: sessionmaker[Session]) -> None:
+    """A worker's claim reads what the job asks for in the statement that claims it; a second claim gets nothing."""
+    request = {"modelId": str(uuid.uuid4()), "config": {"steps": 3}}
+    with transaction(sessions) as session:
+        org = Organization(id=uuid.uuid4(), name=f"org-{uuid.uuid4().hex[:8]}")
+        session.add(org)
+        session.flush()
+        job_id = records.create_job(session, org_id=org.id, client_pk=None, kind=JobKind.train, request=request).id
+    with transaction(sessions) as session:
+        first = records.claim_job(session, job_id, "worker-1")
+    with transaction(sessions) as session:
+        second = records.claim_job(session, job_id, "worker-2")
+    assert (first, second) == (records.Claimed(1, request, JobKind.train), None)
+    assert logged(sessions, job_id) == [(1, "state", "pending"), (2, "state", "running")]
+
+
 def test_the_reaper_s_bulk_timeout_logs_each_job_s_new_state(sessions: sessionmaker[Session]) -> None:
     job_ids = [new_job(sessions) for _ in range(2)]
     with transaction(sessions) as session:

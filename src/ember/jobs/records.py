@@ -118,23 +118,38 @@ def request_cancel(session: Session, job: Job) -> JobState:
     raise CancelRefused(409, "job_cancel_failed", "The job has already failed and cannot be cancelled.")
 
 
-def claim(session: Session, job_id: str, worker_id: str) -> int | None:
-    """pending → running for exactly one worker; returns the attempt this claim is (1 for the first), or None
-    when the job was cancelled or claimed meanwhile (it is then left alone)."""
+@dataclass(frozen=True)
+class Claimed:
+    """A job a worker has just claimed: the attempt this is, and what the job asks for."""
+
+    attempt: int
+    request: dict[str, Any]
+    kind: JobKind
+
+
+def claim_job(session: Session, job_id: str, worker_id: str) -> Claimed | None:
+    """pending → running for exactly one worker, in one statement that also returns the job's request and kind;
+    None when the job was cancelled or claimed meanwhile (it is then left alone)."""
     now = utcnow()
-    attempt = session.scalar(
+    row = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.state == JobState.pending)
         .values(
             state=JobState.running, worker_id=worker_id, started_at=now, heartbeat_at=now,
             attempts=Job.attempts + 1, progress=0,
         )
-        .returning(Job.attempts)
-    )
-    if attempt is None:
+        .returning(Job.attempts, Job.request, Job.kind)
+    ).first()
+    if row is None:
         return None
     events.record_state(session, job_id)
-    return int(attempt)
+    return Claimed(int(row.attempts), dict(row.request or {}), row.kind)
+
+
+def claim(session: Session, job_id: str, worker_id: str) -> int | None:
+    """Like `claim_job`; returns only the attempt this claim is (1 for the first)."""
+    claimed = claim_job(session, job_id, worker_id)
+    return None if claimed is None else claimed.attempt
 
 
 def record_progress(session: Session, job_id: str, progress: int, *, attempt: int | None = None) -> bool:

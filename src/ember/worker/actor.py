@@ -161,11 +161,10 @@ class EngineWorker:
         if self._draining.is_set():
             return "handed back"
         with transaction(self.sessions) as session:
-            attempt = records.claim(session, job_id, self.worker_id)
-            if attempt is None:
+            claimed = records.claim_job(session, job_id, self.worker_id)
+            if claimed is None:
                 return "skipped"
-            spec = records.stored_request(session, job_id)
-            kind = records.job_kind(session, job_id)
+            attempt, spec, kind = claimed.attempt, claimed.request, claimed.kind
             model_id = trained_model_of(spec) if kind is JobKind.train else None
             if model_id is not None:
                 follow_training_job(session, model_id)
