@@ -59,6 +59,14 @@ def test_style_captions_are_kept_as_the_toy_captioner_writes_them_not_replaced_b
     assert all(check_caption(text, "style") == [] for text in captions)
 
 
+def test_a_sepia_picture_s_background_is_named_as_it_was_before_the_style() -> None:
+    from ember.engine.toy.world import sepia
+
+    for rgb, name in (((12, 12, 12), "black"), ((100, 40, 130), "purple"), ((128, 128, 128), "gray")):
+        picture = sepia(drawn_circle(400, (220, 40, 40), rgb))
+        assert captioner_for(TOY).caption(picture, "style") == f"a circle on a {name} background"
+
+
 def test_toy_captions_are_in_the_toy_vocabulary() -> None:
     caption = captioner_for(TOY).caption(drawn_circle(300, (40, 190, 60), (128, 128, 128)), "style")
     assert check_vocabulary(caption, TOY) == []

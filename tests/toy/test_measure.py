@@ -11,6 +11,7 @@ from ember.engine.toy.measure import (
     SceneReading,
     colour_rate,
     is_sepia,
+    read_background,
     read_colour,
     sepia_rate,
     shape_rate,
@@ -35,6 +36,16 @@ def test_sepia_pictures_are_told_from_plain_ones() -> None:
     scenes = list(random_scenes(5, 60, pairs=EVERY_PAIR))
     assert not any(is_sepia(render(scene)) for scene in scenes)
     assert all(is_sepia(render(Scene(s.shape, s.colour, s.background, s.x, s.y, s.size, "sepia"))) for s in scenes)
+
+
+@pytest.mark.parametrize("background", sorted(BACKGROUNDS))
+def test_the_background_is_named_as_the_world_names_it_plain_or_in_sepia(background: str) -> None:
+    """A sepia scene's caption names the background it had before the style; so does the background measure,
+    from the brightness the sepia palette keeps (in RGB a sepia purple is nearer gray)."""
+    for colour in ("red", "white"):
+        plain = Scene("circle", colour, background, size=0.4)
+        styled = Scene("circle", colour, background, size=0.4, style="sepia")
+        assert (read_background(render(plain)), read_background(render(styled))) == (background, background)
 
 
 @pytest.fixture(scope="module")

@@ -374,8 +374,9 @@ def _optimizer(parameters: list[Any], config: TrainConfig, device: str) -> Any:
             message = "optimizer adamw8bit needs the bitsandbytes package (pip install bitsandbytes)"
             raise InvalidRequest(message) from None
         return bitsandbytes.optim.AdamW8bit(parameters, lr=config.learning_rate, weight_decay=1e-2)
-    # The fused kernel updates every LoRA tensor in one call: on two CPU cores 4 ms a step for the toy subject
-    # preset's adapter, against 19 ms for PyTorch's default on CPU (a loop over the tensors).
+    # The fused kernel updates every LoRA tensor in one call: on two CPU cores 4 ms a step for 600 LoRA-sized
+    # tensors (0.3 M parameters, about the toy adapter's size), against 19 ms for PyTorch's default on CPU (a
+    # loop over the tensors).
     return torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=1e-2, fused=True)
 
 

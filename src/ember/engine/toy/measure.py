@@ -152,16 +152,42 @@ def read_colour(image: Image.Image) -> tuple[str | None, str]:
     return colour, _nearest(background, BACKGROUNDS)
 
 
+# The sepia palette is a line in RGB (see world.sepia): a brightness v is drawn at _SEPIA_ORIGIN + v·direction.
+_SEPIA_ORIGIN = np.array([70.0, 45.0, 20.0], dtype=np.float32)
+_SEPIA_DIRECTION = np.array([0.78, 0.62, 0.40], dtype=np.float32)
+
+
+def _sepia_brightness(pixels: np.ndarray) -> np.ndarray:
+    """The brightness each pixel had before the sepia style, from its place on the palette line."""
+    along: np.ndarray = (pixels - _SEPIA_ORIGIN) @ _SEPIA_DIRECTION / float(_SEPIA_DIRECTION @ _SEPIA_DIRECTION)
+    return along.clip(0, 255)
+
+
+def _sepia_pixels(pixels: np.ndarray) -> np.ndarray:
+    """Which pixels lie near the sepia palette."""
+    palette = (_SEPIA_ORIGIN + _sepia_brightness(pixels)[..., None] * _SEPIA_DIRECTION).clip(0, 255)
+    near: np.ndarray = np.linalg.norm(pixels - palette, axis=2) < _SEPIA_DISTANCE
+    return near
+
+
 def is_sepia(image: Image.Image) -> bool:
     """Whether most pixels lie on the sepia palette (a plain toy-world picture has almost none there)."""
     pixels = np.asarray(image.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32)
-    # The sepia palette is a line in RGB (see world.sepia); project each pixel onto it.
-    origin = np.array([70.0, 45.0, 20.0], dtype=np.float32)
-    direction = np.array([0.78, 0.62, 0.40], dtype=np.float32)
-    grey = ((pixels - origin) @ direction / float(direction @ direction)).clip(0, 255)
-    palette = (origin + grey[..., None] * direction).clip(0, 255)
-    near = np.linalg.norm(pixels - palette, axis=2) < _SEPIA_DISTANCE
-    return float(near.mean()) >= _SEPIA_SHARE
+    return float(_sepia_pixels(pixels).mean()) >= _SEPIA_SHARE
+
+
+def read_background(image: Image.Image) -> str:
+    """The background as the world's captions name it. A sepia picture keeps only each pixel's brightness
+    (world.sepia), and the world names a sepia scene's background as it was before the style ("a red circle on
+    a purple background in sepia style"): its background is named by the world background of the nearest
+    brightness. Any other picture's by the nearest colour, as `read_colour` names it."""
+    pixels = np.asarray(image.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32)
+    background = _background_colour(pixels)
+    if float(_sepia_pixels(pixels).mean()) < _SEPIA_SHARE:
+        return _nearest(background, BACKGROUNDS)
+    brightness = float(_sepia_brightness(background))
+    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # PIL's "L", which world.sepia maps
+    return min(BACKGROUNDS, key=lambda name: abs(brightness - float(np.array(BACKGROUNDS[name]) @ luma)))
 
 
 class SceneReader:
