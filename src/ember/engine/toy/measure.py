@@ -163,17 +163,16 @@ def _sepia_brightness(pixels: np.ndarray) -> np.ndarray:
     return along.clip(0, 255)
 
 
-def _sepia_pixels(pixels: np.ndarray) -> np.ndarray:
-    """Which pixels lie near the sepia palette."""
+def _mostly_sepia(pixels: np.ndarray) -> bool:
+    """Whether most pixels lie near the sepia palette at their own brightness."""
     palette = (_SEPIA_ORIGIN + _sepia_brightness(pixels)[..., None] * _SEPIA_DIRECTION).clip(0, 255)
-    near: np.ndarray = np.linalg.norm(pixels - palette, axis=2) < _SEPIA_DISTANCE
-    return near
+    near = np.linalg.norm(pixels - palette, axis=2) < _SEPIA_DISTANCE
+    return float(near.mean()) >= _SEPIA_SHARE
 
 
 def is_sepia(image: Image.Image) -> bool:
     """Whether most pixels lie on the sepia palette (a plain toy-world picture has almost none there)."""
-    pixels = np.asarray(image.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32)
-    return float(_sepia_pixels(pixels).mean()) >= _SEPIA_SHARE
+    return _mostly_sepia(np.asarray(image.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32))
 
 
 def read_background(image: Image.Image) -> str:
@@ -183,7 +182,7 @@ def read_background(image: Image.Image) -> str:
     brightness. Any other picture's by the nearest colour, as `read_colour` names it."""
     pixels = np.asarray(image.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32)
     background = _background_colour(pixels)
-    if float(_sepia_pixels(pixels).mean()) < _SEPIA_SHARE:
+    if not _mostly_sepia(pixels):
         return _nearest(background, BACKGROUNDS)
     brightness = float(_sepia_brightness(background))
     luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # PIL's "L", which world.sepia maps
