@@ -5,6 +5,10 @@ before and after). Custom models are trained the way a user trains them: picture
 world's renderer) are uploaded without captions through the HTTP API of an Ember app on a local Ray, captioned
 by the base model's captioner, and trained by `train-async` with the default settings; the LoRA is downloaded
 through the API and pictures are drawn with it through `ember.engine.generate.Engine`, as the API does.
+
+The subject and style models train at once, each by an engine worker of its own on one of the machine's two
+cores (`--workers 2`, the default unless `--skip-style`), as two users' trainings run in a deployment with a
+worker per core; the bench draws with the cores the trainings leave free.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ BASE_MODEL = "toy"
 CONCEPT = "zorb"
 STAR_COLOUR = "yellow"
 SUBJECT_PROMPT = f"a {CONCEPT} on a gray background"
+ENDED = frozenset({"succeeded", "failed", "cancelled", "timeout"})
 # One prompt per shape, each a pair seen in pretraining: the prompts a custom model must leave alone (the same
 # ones the check after training draws).
 OTHER_PROMPTS = BASE_PROMPTS
@@ -105,6 +110,23 @@ class SubjectResult:
     @property
     def accuracy_drop(self) -> float:
         return self.other_before - self.other_after
+
+
+@dataclass(frozen=True)
+class SubjectBefore:
+    """What the base model draws before the subject model is trained."""
+
+    star: float
+    pictures: list[Image.Image]
+    other: float
+
+
+@dataclass(frozen=True)
+class StyleBefore:
+    """What the base model draws before the style model is trained."""
+
+    sepia: float
+    pictures: list[Image.Image]
 
 
 @dataclass
@@ -216,7 +238,7 @@ class EmberApi:
 
     MODELS = "/v3/custom-models"
 
-    def __init__(self, model_dir: Path, data_dir: Path) -> None:
+    def __init__(self, model_dir: Path, data_dir: Path, workers: int = 1) -> None:
         import ray
         from fastapi.testclient import TestClient
 
@@ -230,15 +252,19 @@ class EmberApi:
         if not ray.is_initialized():
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
             self._exit.callback(ray.shutdown)
-        # One engine worker that trains on every core (2 here), as a one-worker deployment on this machine would
-        # be configured: the bench waits while the worker trains. Ray reserves for it the CPUs that are free
-        # (in the test suite Ray is shared with earlier tests, whose actors may still hold one; a worker asking
-        # for more than is free would never start), and it runs a torch thread per core either way.
+        # `workers` engine workers that share the machine's cores (2 here) between them, as a deployment on this
+        # machine would be configured: one worker training on every core, or one worker per core so that two
+        # trainings run at once. Ray reserves for them the CPUs that are free (in the test suite Ray is shared
+        # with earlier tests, whose actors may still hold one; a worker asking for more than is free would never
+        # start), and each runs its share of the cores as torch threads either way.
+        cores = os.cpu_count() or 1
         free = float(ray.available_resources().get("CPU", 1.0))
+        self.threads_per_worker = max(1, cores // workers)
         settings = Settings(data_dir=data_dir, model_dir=model_dir, default_base_model="toy",
-                            rate_limit_per_minute=0, rate_limit_per_day=0, job_timeout_s=1800, engine_workers=1,
-                            engine_worker_num_cpus=max(1.0, min(float(os.cpu_count() or 1), free)),
-                            engine_worker_torch_threads=os.cpu_count() or 1)
+                            rate_limit_per_minute=0, rate_limit_per_day=0, job_timeout_s=1800,
+                            engine_workers=workers,
+                            engine_worker_num_cpus=max(0.1, min(float(self.threads_per_worker), free / workers)),
+                            engine_worker_torch_threads=self.threads_per_worker)
         engine = open_engine(settings.database_url)
         migrate(engine)
         engine.dispose()
@@ -281,6 +307,12 @@ class EmberApi:
               steps: int | None = None) -> tuple[LoraRef, int]:
         """Create a model, upload the pictures without captions, train it with the defaults (steps only when
         asked: the preset search), wait, and download its LoRA into `work_dir`."""
+        return self.trained(name, self.start_training(name, mode, files, steps), work_dir)
+
+    def start_training(self, name: str, mode: str, files: list[tuple[str, bytes, str]],
+                       steps: int | None = None) -> str:
+        """Create a model, upload the pictures without captions and start its training with the defaults (steps
+        only when asked: the preset search); the training job's id."""
         body = {"displayName": name, "trainingMode": mode, "samplePrompt": SUBJECT_PROMPT if mode == "subject"
                 else "a red circle on a black background", **({"conceptId": CONCEPT} if mode == "subject" else {})}
         asset_id = self._ok(self.http.post(self.MODELS, json=body, headers=self.headers), 201).json()["assetId"]
@@ -290,21 +322,48 @@ class EmberApi:
         overrides = {"steps": steps} if steps else {}
         accepted = self._ok(self.http.post(f"{self.MODELS}/{asset_id}/train-async", json=overrides,
                                            headers=self.headers), 202).json()
+        job_id: str = accepted["jobId"]
+        return job_id
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self.http.get(f"/v3/status/{job_id}", headers=self.headers).json()
+        return body
+
+    def first_ended(self, jobs: Sequence[str]) -> str:
+        """Wait until one of the training jobs ends; its id."""
         deadline = time.monotonic() + 1800
         while True:
-            status = self.http.get(f"/v3/status/{accepted['jobId']}", headers=self.headers).json()
-            if status["status"] in {"succeeded", "failed", "cancelled", "timeout"}:
-                break
+            for job_id in jobs:
+                if self.status(job_id)["status"] in ENDED:
+                    return job_id
             if time.monotonic() > deadline:
-                raise RuntimeError(f"training {name} did not end in time: {status}")
+                raise RuntimeError(f"none of the trainings {list(jobs)} ended in time")
             time.sleep(0.5)  # polling is how a client follows a job
+
+    def trained(self, name: str, job_id: str, work_dir: Path) -> tuple[LoraRef, int]:
+        """Wait for the training job of model `name` to end, and download its LoRA into `work_dir`."""
+        self.first_ended([job_id])
+        status = self.status(job_id)
         if status["status"] != "succeeded":
             raise RuntimeError(f"training {name} ended {status['status']}: {status}")
-        lora = self._ok(self.http.get(f"{self.MODELS}/{asset_id}/weights", headers=self.headers)).content
+        lora = self._ok(self.http.get(f"{self.MODELS}/{self.models[name]}/weights", headers=self.headers)).content
         path = Path(work_dir) / f"{name}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(lora)
         return LoraRef(key=name, path=path), int(status["training"]["totalSteps"])
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Draw with `count` torch threads in this process for a while (while an engine worker trains beside it)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextmanager
@@ -350,7 +409,8 @@ def base_quality_prompts(seed: int) -> tuple[list[tuple[str, str, str]], list[tu
 class LearningBench:
     """Draws with the toy model through the engine and reads the pictures with the toy measures."""
 
-    def __init__(self, model_dir: Path, work_dir: Path, settings: BenchSettings | None = None) -> None:
+    def __init__(self, model_dir: Path, work_dir: Path, settings: BenchSettings | None = None,
+                 workers: int = 1) -> None:
         from ember.engine.generate import Engine
 
         self.settings = settings or BenchSettings()
@@ -363,7 +423,7 @@ class LearningBench:
             self.engine.pipeline(BASE_MODEL)
             self.reader = SceneReader()
         with self.timed.step("start Ember (API, Ray, engine worker)"):
-            self.api = EmberApi(self.model_dir, self.work_dir / "ember")
+            self.api = EmberApi(self.model_dir, self.work_dir / "ember", workers)
 
     def close(self) -> None:
         self.api.close()
@@ -399,8 +459,11 @@ class LearningBench:
     def train(self, name: str, mode: str, files: list[tuple[str, bytes, str]]) -> tuple[LoraRef, int]:
         return self.api.train(name, mode, files, self.work_dir / "loras", self.settings.training_steps)
 
+    def _star_pictures(self) -> list[tuple[str, bytes, str]]:
+        return drawn_star_pictures(self.settings.training_examples, self.settings.seed)
+
     def train_subject(self, name: str) -> tuple[LoraRef, int]:
-        return self.train(name, "subject", drawn_star_pictures(self.settings.training_examples, self.settings.seed))
+        return self.train(name, "subject", self._star_pictures())
 
     def star_pictures(self, loras: Sequence[LoraRef] = ()) -> tuple[float, list[Image.Image]]:
         pictures = self.draw(SUBJECT_PROMPT, self.settings.subject_images, loras)
@@ -413,12 +476,13 @@ class LearningBench:
         with self.timed.step(f"{name}: after"):
             return self.star_pictures([lora])[0]
 
-    def subject(self) -> SubjectResult:
+    def _subject_before(self) -> SubjectBefore:
         with self.timed.step("subject: before"):
             star_before, before = self.star_pictures()
             other_before = mean_score(self.read_prompts(OTHER_PROMPTS)).both
-        with self.timed.step("subject: train"):
-            lora, steps = self.train_subject("subject")
+        return SubjectBefore(star_before, before, other_before)
+
+    def _subject_after(self, before: SubjectBefore, lora: LoraRef, steps: int) -> SubjectResult:
         with self.timed.step("subject: after"):
             star_after, after = self.star_pictures([lora])
             other_readings: list[SceneReading] = []
@@ -429,48 +493,94 @@ class LearningBench:
                 other_readings += readings
                 other_scores.append(score(readings, shape, colour))
         return SubjectResult(
-            star_before=star_before,
+            star_before=before.star,
             star_after=star_after,
-            other_before=other_before,
+            other_before=before.other,
             other_after=mean_score(other_scores).both,
             star_without_concept=shape_rate(other_readings, NEW_SHAPE),
             steps=steps,
-            pictures_before=before,
+            pictures_before=before.pictures,
             pictures_after=after,
             check=self.api.model("subject").get("check"),
         )
 
-    def style(self) -> StyleResult:
-        prompts = [(shape, colour, background) for shape, colour, background in OTHER_PROMPTS]
-        n = self.settings.images_per_prompt
+    def subject(self) -> SubjectResult:
+        before = self._subject_before()
+        with self.timed.step("subject: train"):
+            lora, steps = self.train_subject("subject")
+        return self._subject_after(before, lora, steps)
 
-        def sepia_by_shape(loras: Sequence[LoraRef]) -> tuple[dict[str, float], float, list[Image.Image]]:
-            rates, shapes_right, firsts = {}, 0.0, []
-            for shape, colour, background in prompts:
-                pictures = self.draw(caption(shape, colour, background), n, loras)
-                readings = self.reader.read(pictures)
-                rates[shape] = sepia_rate(readings)
-                shapes_right += shape_rate(readings, shape) / len(prompts)
-                firsts.append(pictures[0])
-            return rates, shapes_right, firsts
+    def _sepia_by_shape(self, loras: Sequence[LoraRef]) -> tuple[dict[str, float], float, list[Image.Image]]:
+        """The sepia rate of each shape's prompt, the share of shapes drawn right, and a picture per prompt."""
+        rates, shapes_right, firsts = {}, 0.0, []
+        for shape, colour, background in OTHER_PROMPTS:
+            pictures = self.draw(caption(shape, colour, background), self.settings.images_per_prompt, loras)
+            readings = self.reader.read(pictures)
+            rates[shape] = sepia_rate(readings)
+            shapes_right += shape_rate(readings, shape) / len(OTHER_PROMPTS)
+            firsts.append(pictures[0])
+        return rates, shapes_right, firsts
 
+    def _style_before(self) -> StyleBefore:
         with self.timed.step("style: before"):
-            rates_before, _, before = sepia_by_shape(())
-        with self.timed.step("style: train"):
-            lora, steps = self.train("style", "style", drawn_style_pictures(self.settings.training_examples,
-                                                                            self.settings.seed))
+            rates, _, pictures = self._sepia_by_shape(())
+        return StyleBefore(sum(rates.values()) / len(rates), pictures)
+
+    def _style_pictures(self) -> list[tuple[str, bytes, str]]:
+        return drawn_style_pictures(self.settings.training_examples, self.settings.seed)
+
+    def _style_after(self, before: StyleBefore, lora: LoraRef, steps: int) -> StyleResult:
         with self.timed.step("style: after"):
-            rates_after, shape_after, after = sepia_by_shape([lora])
+            rates_after, shape_after, after = self._sepia_by_shape([lora])
         return StyleResult(
-            sepia_before=sum(rates_before.values()) / len(rates_before),
+            sepia_before=before.sepia,
             sepia_after=sum(rates_after.values()) / len(rates_after),
             sepia_after_by_shape=rates_after,
             shape_after=shape_after,
             steps=steps,
-            pictures_before=before,
+            pictures_before=before.pictures,
             pictures_after=after,
             check=self.api.model("style").get("check"),
         )
+
+    def style(self) -> StyleResult:
+        before = self._style_before()
+        with self.timed.step("style: train"):
+            lora, steps = self.train("style", "style", self._style_pictures())
+        return self._style_after(before, lora, steps)
+
+    def subject_and_style(self) -> tuple[SubjectResult, StyleResult]:
+        """Both models trained at once, each by an engine worker of its own, as two users' trainings run where a
+        deployment has a worker per core (EmberApi's `workers`). Once the first model is trained, the base
+        model's pictures (before training) and that model's pictures are drawn with the cores the other
+        model's training leaves free; the other model's pictures, as soon as it is trained."""
+        with self.timed.step("subject and style: upload, start training"):
+            training = {
+                self.api.start_training("subject", "subject", self._star_pictures(), self.settings.training_steps):
+                    "subject",
+                self.api.start_training("style", "style", self._style_pictures(), self.settings.training_steps):
+                    "style",
+            }
+        subject_before: SubjectBefore | None = None
+        style_before: StyleBefore | None = None
+        subject: SubjectResult | None = None
+        style: StyleResult | None = None
+        cores = os.cpu_count() or 1
+        while training:
+            with self.timed.step(f"training, until {'both are' if subject or style else 'one is'} trained"):
+                job_id = self.api.first_ended(list(training))
+            name = training.pop(job_id)
+            lora, steps = self.api.trained(name, job_id, self.work_dir / "loras")
+            # Torch threads beside a worker that still trains: more threads than cores slows both many times.
+            with torch_threads(max(1, cores - self.api.threads_per_worker * len(training))):
+                subject_before = subject_before or self._subject_before()
+                style_before = style_before or self._style_before()
+                if name == "subject":
+                    subject = self._subject_after(subject_before, lora, steps)
+                else:
+                    style = self._style_after(style_before, lora, steps)
+        assert subject is not None and style is not None
+        return subject, style
 
 
 def table_rows(
@@ -608,18 +718,24 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "probabilities for each here")
     parser.add_argument("--skip-base", action="store_true", help="skip the base-quality rows")
     parser.add_argument("--skip-style", action="store_true", help="skip the style model (a subject preset search)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="engine workers sharing the cores (default: 2, each training one of the two models at "
+                             "once; 1 with --skip-style)")
     parser.add_argument("--broken", action="store_true",
                         help="also train with the old captioner plugged back in (captions toy cannot read)")
     args = parser.parse_args(argv)
     settings = BenchSettings(images_per_prompt=args.images_per_prompt, training_steps=args.training_steps,
                              seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="ember-learning-") as scratch:
+        workers = args.workers or (1 if args.skip_style else 2)
         bench = LearningBench(args.model_dir or Path(scratch) / "models", args.work_dir or Path(scratch) / "work",
-                              settings)
+                              settings, workers)
         try:
             quality = None if args.skip_base else bench.base_quality()
-            subject = bench.subject()
-            style = None if args.skip_style else bench.style()
+            if args.skip_style:
+                subject, style = bench.subject(), None
+            else:
+                subject, style = bench.subject_and_style()
             rows = table_rows(quality, subject, style)
             if args.broken:
                 with old_captioner():

@@ -56,10 +56,16 @@ def every_core() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def bench(
-    learning_bench_module: ModuleType, toy_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    learning_bench_module: ModuleType,
+    toy_model_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
-    """The learning bench (an Ember app on a local Ray, driven over HTTP), one per learning test module."""
+    """The learning bench (an Ember app on a local Ray, driven over HTTP), one per learning test module, with
+    the module's ENGINE_WORKERS engine workers sharing the cores (1 where it does not say)."""
     settings = learning_bench_module.BenchSettings(images_per_prompt=8, subject_images=32)
-    bench = learning_bench_module.LearningBench(toy_model_dir, tmp_path_factory.mktemp("training"), settings)
+    workers = getattr(request.module, "ENGINE_WORKERS", 1)
+    bench = learning_bench_module.LearningBench(toy_model_dir, tmp_path_factory.mktemp("training"), settings,
+                                                workers)
     yield bench
     bench.close()

@@ -14,16 +14,25 @@ from typing import Any
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.learning, pytest.mark.usefixtures("every_core")]
+# Both models train at once, each by an engine worker of its own on one core, as two users' trainings run in a
+# deployment with a worker per core.
+ENGINE_WORKERS = 2
 
 
 @pytest.fixture(scope="module")
-def subject(bench: Any) -> Any:
-    return bench.subject()
+def trained(bench: Any) -> tuple[Any, Any]:
+    result: tuple[Any, Any] = bench.subject_and_style()
+    return result
 
 
 @pytest.fixture(scope="module")
-def style(bench: Any) -> Any:
-    return bench.style()
+def subject(trained: tuple[Any, Any]) -> Any:
+    return trained[0]
+
+
+@pytest.fixture(scope="module")
+def style(trained: tuple[Any, Any]) -> Any:
+    return trained[1]
 
 
 def test_the_base_model_never_draws_a_star_for_the_concept_word(subject: Any) -> None:
