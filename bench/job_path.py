@@ -22,12 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from serving import engine_env, finished_job, free_port, headers_for, seed_clients, start_server
+from serving import (
+    engine_env,
+    finished_job,
+    free_port,
+    headers_for,
+    require_base_model,
+    seed_clients,
+    start_server,
+)
 
 from ember.config import Settings
 from ember.store.database import open_engine, session_factory, transaction
 from ember.store.tables import Job
-from jobs import alternate, body_for, direct_engine, direct_request, timed_job
+from jobs import DIRECT_BASE_MODEL, alternate, body_for, direct_engine, direct_request, timed_job
 
 
 def row_times(data_dir: Path, job_id: str) -> dict[str, float]:
@@ -93,7 +101,7 @@ def main() -> None:
         from ember.engine.models import resolve_model_path
         from ember.engine.registry import get_base_model
 
-        resolve_model_path(get_base_model("tiny"), model_dir)
+        resolve_model_path(get_base_model(DIRECT_BASE_MODEL), model_dir)
         [credentials] = seed_clients(data_dir, ["bench-path"])
         direct = direct_engine(model_dir, args.threads)  # alternated with the jobs: the same load
         direct.generate(direct_request(0, args.size))
@@ -103,7 +111,8 @@ def main() -> None:
         try:
             headers = headers_for(base, credentials)
             with httpx.Client(base_url=base, timeout=60) as client:
-                timed_job(client, headers, body_for(0, args.size))  # loads the base model
+                warm = timed_job(client, headers, body_for(0, args.size))  # loads the base model
+                require_base_model(data_dir, str(warm["job_id"]), DIRECT_BASE_MODEL)
                 client_times, direct_times = alternate(client, headers, direct, args.size, args.repeats)
         finally:
             server.terminate()

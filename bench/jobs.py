@@ -36,13 +36,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from serving import bench_database, engine_env, free_port, headers_for, seed_clients, start_server
+from serving import (
+    bench_database,
+    engine_env,
+    free_port,
+    headers_for,
+    require_base_model,
+    seed_clients,
+    start_server,
+)
 from sqlalchemy import select
 
 from ember.store.tables import Job, JobState
 
 ORGS = 5
 POLL_S = 0.025  # how often the single-job client polls status
+DIRECT_BASE_MODEL = "tiny"  # the baseline's base model, and the server's default (serving.engine_env)
 
 
 def body_for(index: int, size: int) -> dict[str, Any]:
@@ -86,14 +95,14 @@ def direct_engine(model_dir: Path, threads: int) -> Any:
 
     torch.set_num_threads(threads)
     engine = Engine(model_dir)
-    engine.pipeline("tiny")
+    engine.pipeline(DIRECT_BASE_MODEL)
     return engine
 
 
 def direct_request(index: int, size: int) -> Any:
     from ember.engine.types import GenerationRequest
 
-    return GenerationRequest(base_model="tiny", prompt=f"a red cube number {index}", seeds=[index + 1],
+    return GenerationRequest(base_model=DIRECT_BASE_MODEL, prompt=f"a red cube number {index}", seeds=[index + 1],
                              width=size, height=size, mimetype="image/jpeg")
 
 
@@ -359,6 +368,7 @@ def main() -> None:
             org_headers = [headers_for(base, credentials) for credentials in clients]
             with httpx.Client(base_url=base, timeout=60) as client:
                 warm_job = timed_job(client, org_headers[0], body_for(0, args.size))["job_id"]  # loads the model
+                require_base_model(data_dir, warm_job, DIRECT_BASE_MODEL)
                 jobs, direct_times = alternate(client, org_headers[0], engine, args.size, args.repeats)
             job_times = [job["seen"] - job["posted"] for job in jobs]
             idle_ids = [warm_job]

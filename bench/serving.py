@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from ember.config import Settings
 from ember.identity import ClientCredentials, create_client
@@ -73,8 +74,11 @@ def start_server(data_dir: Path, port: int, env: dict[str, str], log: Path | Non
 
 
 def engine_env(model_dir: Path, threads: int) -> dict[str, str]:
-    """Settings for a server whose one engine worker uses `threads` CPU threads and the bench's model dir."""
+    """Settings for a server whose one engine worker uses `threads` CPU threads and the bench's model dir, with
+    `tiny` as the base model of requests that name none (the benches' baselines call the engine on tiny; the
+    server's own default is toy)."""
     return {
+        "EMBER_DEFAULT_BASE_MODEL": "tiny",
         "EMBER_MODEL_DIR": str(model_dir),
         "EMBER_RAY_NUM_CPUS": str(max(2, threads)),
         "EMBER_ENGINE_WORKER_NUM_CPUS": str(threads),
@@ -97,6 +101,16 @@ def headers_for(base: str, credentials: ClientCredentials) -> dict[str, str]:
 def bench_database(data_dir: Path) -> Any:
     """One connection pool per data directory for the whole run: the bench's own reads stay cheap."""
     return session_factory(open_engine(Settings(data_dir=data_dir).database_url))
+
+
+def require_base_model(data_dir: Path, job_id: str, base_model: str) -> None:
+    """Stop the bench unless the job ran on `base_model`, the one its baseline calls: a ratio of two base
+    models' times measures the models, not Ember."""
+    with bench_database(data_dir)() as session:
+        request = session.scalar(select(Job.request).where(Job.id == job_id))
+    ran = (request or {}).get("baseModel")
+    if ran != base_model:
+        raise SystemExit(f"job {job_id} ran on {ran!r}, its baseline on {base_model!r}")
 
 
 def finished_job(data_dir: Path, job_id: str) -> Job:

@@ -29,7 +29,15 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
-from serving import engine_env, finished_job, free_port, headers_for, seed_clients, start_server
+from serving import (
+    engine_env,
+    finished_job,
+    free_port,
+    headers_for,
+    require_base_model,
+    seed_clients,
+    start_server,
+)
 from sqlalchemy import select
 
 from ember.config import Settings
@@ -133,6 +141,7 @@ def main() -> None:
         with httpx.Client(base_url=base, headers=headers_for(base, credentials), timeout=60) as client:
             asset_id = make_model(client)
             _, warm_job = train_job(client, asset_id, 5, args.poll)  # starts the engine worker and its imports
+            require_base_model(data_dir, warm_job, "tiny")
             request = stored_request(data_dir, warm_job)
             request["config"] = {"steps": args.steps}
             api, direct, claims, runs = [], [], [], []
