@@ -22,15 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from serving import (
-    engine_env,
-    finished_job,
-    free_port,
-    headers_for,
-    require_base_model,
-    seed_clients,
-    start_server,
-)
+from serving import engine_env, finished_job, free_port, headers_for, require_base_model, seed_clients, start_server
 
 from ember.config import Settings
 from ember.store.database import open_engine, session_factory, transaction

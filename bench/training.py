@@ -29,15 +29,7 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
-from serving import (
-    engine_env,
-    finished_job,
-    free_port,
-    headers_for,
-    require_base_model,
-    seed_clients,
-    start_server,
-)
+from serving import engine_env, finished_job, free_port, headers_for, require_base_model, seed_clients, start_server
 from sqlalchemy import select
 
 from ember.config import Settings
