@@ -103,12 +103,19 @@ def bench_database(data_dir: Path) -> Any:
     return session_factory(open_engine(Settings(data_dir=data_dir).database_url))
 
 
+def stored_request(data_dir: Path, job_id: str) -> dict[str, Any]:
+    """The request a job's row holds, as the worker reads it."""
+    with bench_database(data_dir)() as session:
+        request = session.scalar(select(Job.request).where(Job.id == job_id))
+    if request is None:
+        raise SystemExit(f"job {job_id} is not recorded")
+    return dict(request)
+
+
 def require_base_model(data_dir: Path, job_id: str, base_model: str) -> None:
     """Stop the bench unless the job ran on `base_model`, the one its baseline calls: a ratio of two base
     models' times measures the models, not Ember."""
-    with bench_database(data_dir)() as session:
-        request = session.scalar(select(Job.request).where(Job.id == job_id))
-    ran = (request or {}).get("baseModel")
+    ran = stored_request(data_dir, job_id).get("baseModel")
     if ran != base_model:
         raise SystemExit(f"job {job_id} ran on {ran!r}, its baseline on {base_model!r}")
 
