@@ -10,14 +10,16 @@
 # bench/gpu_generation.py once per architecture (SDXL, then FLUX.1-dev), each under its own time limit, so that
 # one that runs out of time still leaves the other's figures. Writes to $OUT (a temporary folder if unset):
 # machine.txt, pip.log, and sdxl.json / flux.json with their .log files. `--small` checks the whole path on a
-# CPU in a few minutes.
+# CPU in a few minutes. MODELS=sdxl or MODELS=flux runs one architecture: a device call has at most 10 minutes,
+# and both together, with compilation and the hotswap comparison, may need more.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$(mktemp -d)}
 PY=${PYTHON:-python3}
 SITE=${EMBER_DEVICE_SITE:-/tmp/ember-device-site}
 SDXL_LIMIT_S=${SDXL_LIMIT_S:-240}
-FLUX_LIMIT_S=${FLUX_LIMIT_S:-300}
+FLUX_LIMIT_S=${FLUX_LIMIT_S:-420}
+MODELS=${MODELS:-sdxl flux}
 echo "writing to $OUT"
 
 { nvidia-smi || true
@@ -37,7 +39,7 @@ done
 
 export PYTHONPATH="$SITE:src:bench" HF_HUB_OFFLINE=1
 status=0
-for model in sdxl flux; do
+for model in $MODELS; do
     limit=$SDXL_LIMIT_S; [ "$model" = flux ] && limit=$FLUX_LIMIT_S
     started=$(date +%s)
     timeout "$limit" "$PY" bench/gpu_generation.py --models "$model" "$@" \
