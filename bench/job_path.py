@@ -26,7 +26,6 @@ from serving import engine_env, finished_job, free_port, headers_for, require_ba
 
 from ember.config import Settings
 from ember.store.database import open_engine, session_factory, transaction
-from ember.store.tables import Job
 from jobs import DIRECT_BASE_MODEL, alternate, body_for, direct_engine, direct_request, timed_job
 
 
@@ -111,12 +110,8 @@ def main() -> None:
             server.wait(timeout=60)
         del direct
         rows = [row_times(data_dir, str(times["job_id"])) for times in client_times]
-        engine = open_engine(Settings(data_dir=data_dir).database_url)
-        with session_factory(engine)() as session:
-            job = session.get(Job, str(client_times[0]["job_id"]))
-            assert job is not None
-            request, org_id = dict(job.request), job.org_id
-        engine.dispose()
+        job = finished_job(data_dir, str(client_times[0]["job_id"]))
+        request, org_id = dict(job.request), job.org_id
         worker_s, worker_engine_s, profile = in_process_worker(
             data_dir, model_dir, args.threads, [request] * args.repeats, org_id, args.profile_top
         )

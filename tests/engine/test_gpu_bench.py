@@ -1,4 +1,4 @@
-"""bench/gpu.py in its CPU mode: it trains each family with Ember and with a bare loop and prints the ratio."""
+"""bench/gpu.py and bench/gpu_generation.py in their CPU mode: every figure they print is measured."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-def test_small_mode_prints_steps_per_second_ratio_and_preset_minutes_per_family(tmp_path: Path) -> None:
+def run_small(tmp_path: Path, script: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """A GPU bench in its CPU mode (`--small`), offline; it must exit 0."""
     completed = subprocess.run(
-        [sys.executable, str(REPOSITORY / "bench" / "gpu.py"), "--small", "--steps", "8", "--warmup", "2"],
+        [sys.executable, str(REPOSITORY / "bench" / script), "--small", *options],
         capture_output=True,
         text=True,
         timeout=600,
@@ -24,6 +24,12 @@ def test_small_mode_prints_steps_per_second_ratio_and_preset_minutes_per_family(
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
+    return completed
+
+
+@pytest.mark.slow
+def test_small_mode_prints_steps_per_second_ratio_and_preset_minutes_per_family(tmp_path: Path) -> None:
+    completed = run_small(tmp_path, "gpu.py", "--steps", "8", "--warmup", "2")
     ratios = [float(x) for x in re.findall(r"ratio Ember / bare:\s+([0-9.]+)", completed.stdout)]
     minutes = re.findall(r"subject preset \((\d+) steps\) end to end: ([0-9.]+) min", completed.stdout)
     assert len(ratios) == 2 and all(ratio > 0 for ratio in ratios)
@@ -38,15 +44,7 @@ def test_generation_bench_small_mode_reports_every_figure_for_both_architectures
     pipelines (its figures mean nothing on a CPU; that every one of them is measured is what is checked)."""
     import json
 
-    completed = subprocess.run(
-        [sys.executable, str(REPOSITORY / "bench" / "gpu_generation.py"), "--small", "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path)},
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-2000:]
+    completed = run_small(tmp_path, "gpu_generation.py", "--repeats", "1")
     report = json.loads(completed.stdout)
     for name in ("sdxl", "flux"):
         figures = report[name]

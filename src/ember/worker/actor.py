@@ -63,8 +63,10 @@ def output_key(job_id: str, attempt: int, index: int, seed: int, mimetype: str) 
 
 
 class EngineWorker:
-    """One engine per actor. Ray runs up to CONCURRENT_JOBS calls at once: the engine denoises one job at a
-    time (it holds a lock), so while one job denoises the previous one is signed and stored."""
+    """One engine per actor. Ray runs up to CONCURRENT_JOBS calls at once, so the next job is claimed while one
+    runs. The engine denoises one job at a time (it holds a lock); on an accelerator the previous job is signed
+    and stored while the next one denoises, on a CPU a generation job runs whole before the next (see
+    `_generating`)."""
 
     def __init__(self, config: WorkerConfig, worker_id: str) -> None:
         import torch
