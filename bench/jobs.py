@@ -5,7 +5,8 @@ organizations, then prints:
   1. one job end to end (submit → succeeded, polled every 25 ms) over the engine's direct `generate` with the
      same inputs (target ≤ 1.15 on tiny);
   2. N jobs from 5 organizations submitted at once: throughput over a direct engine loop run right after them
-     (target ≥ 0.9), `--repeats` times alternated, the median of the runs' ratios and each run's; completion
+     (target ≥ 0.9), `--repeats` pairs, every other pair with the direct loop first (so that a drift in the
+     machine's speed does not always favour one side), the median of the pairs' ratios and each pair's; completion
      is read from the database, so waiting puts no load on the API;
   3. status-poll latency at a fixed rate while a further batch of jobs runs, against the same rate on an idle
      server (the poller shares the machine's CPUs with the worker).
@@ -375,19 +376,29 @@ def main() -> None:
             idle_ids = [warm_job]
             idle_polls = asyncio.run(poll_at_rate(base, org_headers[0], idle_ids, args.poll_rate, None, 5.0))
             batches, direct_batches = [], []
-            for _ in range(max(1, args.repeats)):  # alternated, so that both see the same load
+
+            def run_batch() -> None:
                 batches.append(asyncio.run(batch(base, data_dir, org_headers, args.jobs, args.size, None))[0])
+
+            def run_direct() -> None:
                 started = time.perf_counter()
                 for index in range(args.jobs):
                     engine.generate(direct_request(index, args.size))
                 direct_batches.append(time.perf_counter() - started)
+
+            for pair in range(max(1, args.repeats)):
+                # Pairs in turn batch-then-direct and direct-then-batch (ABBA): the machine's speed drifts by tens
+                # of percent over minutes here, and a fixed order would hand every drift to the same side.
+                for run in (run_batch, run_direct) if pair % 2 == 0 else (run_direct, run_batch):
+                    run()
             _, busy_polls = asyncio.run(batch(base, data_dir, org_headers, args.poll_jobs, args.size, args.poll_rate))
         finally:
             server.terminate()
             server.wait(timeout=60)
 
     job_median, direct_median = statistics.median(job_times), statistics.median(direct_times)
-    # each batch of jobs over the direct loop run right after it; the median of those ratios
+    # each batch of jobs over the direct loop run next to it (after it, or before it in every other pair); the
+    # median of those ratios
     pair_ratios = [direct_s / batch_s for batch_s, direct_s in zip(batches, direct_batches, strict=True)]
     report = {
         "single_job": {"job_s": round(job_median, 3), "direct_s": round(direct_median, 3),
@@ -397,7 +408,9 @@ def main() -> None:
                        "jobs_per_s": round(args.jobs / statistics.median(batches), 3),
                        "direct_per_s": round(args.jobs / statistics.median(direct_batches), 3),
                        "ratio": round(statistics.median(pair_ratios), 3), "target": ">= 0.9",
-                       "runs": [round(ratio, 3) for ratio in pair_ratios]},
+                       "runs": [round(ratio, 3) for ratio in pair_ratios],
+                       "runs_s": [[round(batch_s, 2), round(direct_s, 2)]  # (batch, direct loop) per pair
+                                  for batch_s, direct_s in zip(batches, direct_batches, strict=True)]},
         "status_poll": {"rate_per_s": args.poll_rate, "jobs_running": args.poll_jobs,
                         "busy_p50_ms": round(percentile(busy_polls, 0.5), 2),
                         "busy_p99_ms": round(percentile(busy_polls, 0.99), 2),
