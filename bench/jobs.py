@@ -4,7 +4,7 @@ Starts `ember serve` (its own local Ray, one engine worker) on a temporary data 
 organizations, then prints:
   1. one job end to end (submit → succeeded, polled every 25 ms) over the engine's direct `generate` with the
      same inputs (target ≤ 1.15 on tiny);
-  2. N jobs from 5 organizations submitted at once: throughput over a direct engine loop run right after them
+  2. N jobs from 5 organizations submitted at once: throughput over a direct engine loop run next to them
      (target ≥ 0.9), `--repeats` pairs, every other pair with the direct loop first (so that a drift in the
      machine's speed does not always favour one side), the median of the pairs' ratios and each pair's; completion
      is read from the database, so waiting puts no load on the API;
