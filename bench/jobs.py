@@ -399,7 +399,8 @@ def main() -> None:
     job_median, direct_median = statistics.median(job_times), statistics.median(direct_times)
     # each batch of jobs over the direct loop run next to it (after it, or before it in every other pair); the
     # median of those ratios
-    pair_ratios = [direct_s / batch_s for batch_s, direct_s in zip(batches, direct_batches, strict=True)]
+    pairs = list(zip(batches, direct_batches, strict=True))  # (batch, direct loop) seconds
+    pair_ratios = [direct_s / batch_s for batch_s, direct_s in pairs]
     report = {
         "single_job": {"job_s": round(job_median, 3), "direct_s": round(direct_median, 3),
                        "client": f"polls GET /v3/status every {POLL_S * 1000:g} ms",
@@ -409,8 +410,7 @@ def main() -> None:
                        "direct_per_s": round(args.jobs / statistics.median(direct_batches), 3),
                        "ratio": round(statistics.median(pair_ratios), 3), "target": ">= 0.9",
                        "runs": [round(ratio, 3) for ratio in pair_ratios],
-                       "runs_s": [[round(batch_s, 2), round(direct_s, 2)]  # (batch, direct loop) per pair
-                                  for batch_s, direct_s in zip(batches, direct_batches, strict=True)]},
+                       "runs_s": [[round(batch_s, 2), round(direct_s, 2)] for batch_s, direct_s in pairs]},
         "status_poll": {"rate_per_s": args.poll_rate, "jobs_running": args.poll_jobs,
                         "busy_p50_ms": round(percentile(busy_polls, 0.5), 2),
                         "busy_p99_ms": round(percentile(busy_polls, 0.99), 2),

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Download, here, the wheels a GPU machine needs for bench/device/run.sh: the engine's packages that such a
 # machine lacks (it has torch and transformers, not diffusers, peft or accelerate, perhaps not requests) at the
-# versions of this checkout's .venv, pure-Python or abi3, and Pillow (the newest wheel) for CPython 3.10-3.13, in case the machine lacks it. They go to
-# .device-wheels/ (ignored by git), which the device run must carry.
+# versions of this checkout's .venv, pure-Python or abi3, and Pillow (the newest wheel) for CPython 3.10-3.13,
+# in case the machine lacks it. They go to .device-wheels/ (ignored by git), which the device run must carry.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -42,8 +43,6 @@ def test_small_mode_prints_steps_per_second_ratio_and_preset_minutes_per_family(
 def test_generation_bench_small_mode_reports_every_figure_for_both_architectures(tmp_path: Path) -> None:
     """bench/gpu_generation.py --small: the GPU generation bench's whole path on scaled-down SDXL and FLUX
     pipelines (its figures mean nothing on a CPU; that every one of them is measured is what is checked)."""
-    import json
-
     completed = run_small(tmp_path, "gpu_generation.py", "--repeats", "1")
     report = json.loads(completed.stdout)
     for name in ("sdxl", "flux"):
